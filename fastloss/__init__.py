@@ -1,0 +1,23 @@
+"""fastloss: loss functions and their gradients as fused Numba kernels.
+
+Every loss reads its inputs once, writes its gradient once and reduces the loss in the same
+pass, on the CPU (``@njit(parallel=True)``) or on a CUDA device (``@cuda.jit``) when given
+CuPy arrays. The functions speak torch's dialect: same names, argument order, defaults and
+semantics as ``torch.nn.functional``.
+
+Importing fastloss compiles nothing and does not import Numba; kernels compile on first use
+and are cached on disk.
+"""
+
+__version__ = "0.1.0"
+
+from fastloss.regression import gaussian_nll_loss as gaussian_nll_loss
+from fastloss.regression import huber_loss as huber_loss
+from fastloss.regression import l1_loss as l1_loss
+from fastloss.regression import log_cosh_loss as log_cosh_loss
+from fastloss.regression import mape_loss as mape_loss
+from fastloss.regression import mse_loss as mse_loss
+from fastloss.regression import msle_loss as msle_loss
+from fastloss.regression import poisson_nll_loss as poisson_nll_loss
+from fastloss.regression import rmse_loss as rmse_loss
+from fastloss.regression import smooth_l1_loss as smooth_l1_loss

@@ -1,0 +1,286 @@
+"""Plan and launch of elementwise losses: arrays in, kernel, result out.
+
+``run`` takes arrays already converted by the public function (dtype, shape checks), picks the
+kernel for (loss, options, reduction, with or without gradient, serial or parallel), allocates
+the gradient once or uses ``out=``, launches, and shapes the result.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+from fastloss import _threading
+from fastloss._intake import broadcast_shape
+
+# Below this many elements a serial kernel runs: a parallel launch costs microseconds that a
+# small input does not repay. Both variants give the same bits (same block code).
+PARALLEL_THRESHOLD = 1 << 20
+
+_specs: dict[str, object] = {}
+
+
+def spec(family: str, name: str):
+    """The kernel declaration ``fastloss.kernels.<family>.<name>`` (imports Numba lazily)."""
+    key = family + "." + name
+    found = _specs.get(key)
+    if found is None:
+        found = getattr(importlib.import_module("fastloss.kernels." + family), name)
+        _specs[key] = found
+    return found
+
+
+_elementwise = None
+_modules: dict[tuple, object] = {}
+
+
+def _factory():
+    global _elementwise
+    if _elementwise is None:
+        _threading.prepare()  # before anything can launch a parallel kernel
+        _elementwise = importlib.import_module("fastloss.kernels.elementwise")
+    return _elementwise
+
+
+def _module(kernel_spec, flags: tuple[bool, ...], weighted: bool):
+    key = (kernel_spec, flags, weighted)
+    module = _modules.get(key)
+    if module is None:
+        module = _modules[key] = _factory().kernels(kernel_spec, flags, weighted)
+    return module
+
+
+_FAST_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def run_plain(kernel_spec, arrays, params, flags, reduction: str, return_grad: bool):
+    """The common case without the general planning, or ``None`` when it does not apply.
+
+    Applies to NumPy arrays of one float32/float64 dtype and one shape, all C-contiguous, with
+    no weight and no ``out``: small inputs then cost little more than the kernel call.
+    """
+    first = arrays[0]
+    dtype = first.dtype
+    if dtype not in _FAST_DTYPES or not first.flags.c_contiguous:
+        return None
+    shape = first.shape
+    for a in arrays:
+        if type(a) is not np.ndarray or a.dtype != dtype or a.shape != shape:
+            return None
+        if not a.flags.c_contiguous:
+            return None
+    flat = arrays if first.ndim == 1 else [a.reshape(-1) for a in arrays]
+    n = first.size
+    module = _module(kernel_spec, flags, False)
+    scalar = dtype.type
+    typed = tuple(scalar(p) for p in params) if params else ()
+    if reduction == "none":
+        loss = np.empty(shape, dtype)
+        if not return_grad:
+            _launch(module, "map_value", n, (*flat, *typed, loss.reshape(-1)))
+            return loss
+        grads = [np.empty(shape, dtype) for _ in kernel_spec.grads]
+        _launch(
+            module,
+            "map_value_grad",
+            n,
+            (*flat, *typed, loss.reshape(-1), scalar(1.0), *[g.reshape(-1) for g in grads]),
+        )
+        return loss, (grads[0] if len(grads) == 1 else tuple(grads))
+    mean = reduction == "mean"
+    if not return_grad:
+        total = _launch(module, "reduce_value", n, (*flat, *typed))
+        return scalar(_divide(total, n) if mean else total)
+    grads = [np.empty(shape, dtype) for _ in kernel_spec.grads]
+    scale = scalar(1.0 / n if n and mean else 1.0)
+    total = _launch(
+        module, "reduce_value_grad", n, (*flat, *typed, scale, *[g.reshape(-1) for g in grads])
+    )
+    value = scalar(_divide(total, n) if mean else total)
+    return value, (grads[0] if len(grads) == 1 else tuple(grads))
+
+
+def _launch(module, kind: str, n: int, args: tuple):
+    if n < PARALLEL_THRESHOLD:
+        return getattr(module, kind + "_serial")(*args)
+    kernel = getattr(module, kind + "_parallel")
+    with _threading.parallel_guard:
+        result = kernel(*args)
+    if not _threading.layer_known:
+        _threading.after_launch()
+    return result
+
+
+def _divide(total: float, denominator: float) -> float:
+    """``total / denominator`` with IEEE semantics for a zero denominator (as torch divides)."""
+    if denominator:
+        return total / denominator
+    if total != total or total == 0:
+        return math.nan
+    return math.copysign(math.inf, total)
+
+
+def _unbroadcast(grad: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Sum ``grad`` over the axes along which an input of ``shape`` was broadcast."""
+    if grad.shape == shape:
+        return grad
+    lead = grad.ndim - len(shape)
+    axes = tuple(range(lead)) + tuple(
+        lead + i for i, s in enumerate(shape) if s == 1 and grad.shape[lead + i] != 1
+    )
+    return grad.sum(axis=axes, keepdims=True).reshape(shape)
+
+
+def _check_out(out: object, shape: tuple[int, ...], dtype: np.dtype, name: str) -> np.ndarray:
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"{name}: expected a NumPy array, got {type(out).__name__}")
+    if out.shape != shape:
+        raise ValueError(f"{name}: expected shape {shape}, got {out.shape}")
+    if out.dtype != dtype:
+        raise ValueError(f"{name}: expected dtype {dtype}, got {out.dtype}")
+    if not out.flags.writeable:
+        raise ValueError(f"{name}: expected a writeable array, got a read-only one")
+    return out
+
+
+def _same_memory(a: np.ndarray, b: np.ndarray) -> bool:
+    return (
+        a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
+        and a.strides == b.strides
+        and a.shape == b.shape
+    )
+
+
+def run(
+    kernel_spec,
+    arrays: Sequence[np.ndarray],
+    names: Sequence[str],
+    *,
+    params: Sequence[float] = (),
+    flags: tuple[bool, ...] = (),
+    reduction: str = "mean",
+    weight: np.ndarray | None = None,
+    mean_by_weight: bool = False,
+    return_grad: bool = False,
+    out: object = None,
+    grad_dtypes: Sequence[np.dtype] | None = None,
+):
+    """Compute an elementwise loss, and its gradients, in one pass.
+
+    ``arrays`` are NumPy arrays in the compute dtype, broadcastable together; the gradients
+    are with respect to ``arrays[i]`` for ``i`` in ``kernel_spec.grads``, returned in the shape of
+    those arrays and in ``grad_dtypes`` (default: the compute dtype). ``weight`` (same shape
+    as the broadcast inputs) multiplies each element's loss; with ``mean_by_weight`` the mean
+    divides by the sum of the weights instead of the element count.
+    """
+    dtype = arrays[0].dtype
+    shapes = [a.shape for a in arrays]
+    shape = shapes[0]
+    for other in shapes:
+        if other != shape:
+            shape = broadcast_shape(shapes, list(names))
+            arrays = [a if a.shape == shape else np.broadcast_to(a, shape) for a in arrays]
+            break
+    if weight is not None:
+        arrays = [*arrays, weight]
+    # One memory order for every operand: C, or F when all are Fortran-contiguous; operands
+    # in neither (strided views, broadcasts) are copied.
+    order = "C"
+    for a in arrays:
+        if not a.flags.c_contiguous:
+            if all(a.flags.f_contiguous for a in arrays):
+                order = "F"
+            else:
+                arrays = [a if a.flags.c_contiguous else np.ascontiguousarray(a) for a in arrays]
+            break
+    flat = [a.reshape(-1, order=order) for a in arrays]
+    n = flat[0].size
+
+    module = _module(kernel_spec, flags, weight is not None)
+    scalar = dtype.type
+    typed = tuple(scalar(p) for p in params) if params else ()
+
+    grad_index = kernel_spec.grads
+    if grad_dtypes is None:
+        grad_dtypes = [dtype] * len(grad_index)
+    outs: list[object] = [None] * len(grad_index)
+    if out is not None:
+        if not return_grad:
+            raise ValueError("out: receives the gradient, so it needs return_grad=True")
+        if isinstance(out, tuple | list):
+            if len(out) != len(grad_index):
+                raise ValueError(f"out: expected {len(grad_index)} arrays, got {len(out)}")
+            outs = list(out)
+        else:
+            outs[0] = out
+        for j, i in enumerate(grad_index):
+            if outs[j] is not None:
+                label = "out" if len(grad_index) == 1 else f"out[{j}]"
+                _check_out(outs[j], shapes[i], grad_dtypes[j], label)
+
+    # Gradient buffers the kernel writes: the caller's ``out`` itself when it can be.
+    grads: list[np.ndarray] = []
+    if return_grad:
+        for j, i in enumerate(grad_index):
+            target = outs[j]
+            usable = (
+                target is not None
+                and shapes[i] == shape
+                and target.dtype == dtype
+                and (target.flags.c_contiguous if order == "C" else target.flags.f_contiguous)
+                and not any(
+                    np.may_share_memory(target, a) and not _same_memory(target, a) for a in arrays
+                )
+            )
+            grads.append(target if usable else np.empty(shape, dtype, order=order))
+        flat_grads = [g.reshape(-1, order=order) for g in grads]
+
+    if reduction == "none":
+        loss = np.empty(shape, dtype, order=order)
+        flat_loss = loss.reshape(-1, order=order)
+        if return_grad:
+            _launch(
+                module,
+                "map_value_grad",
+                n,
+                (*flat, *typed, flat_loss, dtype.type(1.0), *flat_grads),
+            )
+        else:
+            _launch(module, "map_value", n, (*flat, *typed, flat_loss))
+        result = loss
+    else:
+        if reduction == "mean":
+            if mean_by_weight and weight is not None:
+                denominator = float(np.sum(weight, dtype=np.float64))
+            else:
+                denominator = n
+        else:
+            denominator = 1.0
+        if return_grad:
+            scale = dtype.type(1.0 / denominator) if denominator else dtype.type(np.inf)
+            total = _launch(module, "reduce_value_grad", n, (*flat, *typed, scale, *flat_grads))
+        else:
+            total = _launch(module, "reduce_value", n, (*flat, *typed))
+        if reduction == "mean":
+            result = scalar(_divide(total, denominator))
+        else:
+            result = scalar(total)
+    if not return_grad:
+        return result
+
+    finished = []
+    for j, i in enumerate(grad_index):
+        grad = _unbroadcast(grads[j], shapes[i])
+        target = outs[j]
+        if target is None:
+            if grad.dtype != grad_dtypes[j]:
+                grad = grad.astype(grad_dtypes[j])
+            finished.append(grad)
+        else:
+            if grad is not target:
+                np.copyto(target, grad, casting="same_kind")
+            finished.append(target)
+    return result, (finished[0] if len(finished) == 1 else tuple(finished))

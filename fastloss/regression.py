@@ -1,0 +1,573 @@
+"""Regression losses, in torch's dialect.
+
+``mse_loss``, ``l1_loss``, ``huber_loss``, ``smooth_l1_loss``, ``poisson_nll_loss`` and
+``gaussian_nll_loss`` keep ``torch.nn.functional``'s names, argument order, defaults and
+semantics (values, gradients and the subgradients at kinks). ``rmse_loss``, ``log_cosh_loss``,
+``msle_loss`` and ``mape_loss`` are computed as Keras computes them, in the same form.
+
+Every function takes keyword-only ``return_grad`` and ``out``: with ``return_grad=True`` it
+returns ``(loss, grad)``, the gradient of the returned loss with respect to ``input`` (of the
+sum of the losses for ``reduction="none"``) from the same single pass; ``out`` receives the
+gradient and may be ``input`` itself.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from fastloss import _elementwise
+from fastloss._intake import (
+    check_cast,
+    check_nonnegative,
+    check_reduction,
+    compute_dtype,
+    host_array,
+    is_device_array,
+    legacy_reduction,
+    warn_target_size,
+)
+
+ArrayLike = Any
+
+# Keras's backend.epsilon(): a float32 tensor in Keras's computation, so its float32 value.
+KERAS_EPSILON = float(np.float32(1e-7))
+
+
+def _grad_dtype(x: np.ndarray, dtype: np.dtype) -> np.dtype:
+    """Gradients come back in the input's floating dtype (native byte order)."""
+    return x.dtype.newbyteorder("=") if x.dtype.kind == "f" else dtype
+
+
+def _device(*arrays: object) -> bool:
+    return any(is_device_array(a) for a in arrays)
+
+
+def _loss(
+    family_spec: tuple[str, str],
+    arrays: dict[str, object],
+    *,
+    reduction: str,
+    params: tuple[float, ...] = (),
+    flags: tuple[bool, ...] = (),
+    weight: object = None,
+    mean_by_weight: bool = False,
+    warn_shape: bool = False,
+    return_grad: bool = False,
+    out: object = None,
+):
+    """Shared intake of the elementwise regression losses: arrays, dtypes, shapes, launch."""
+    reduction = check_reduction(reduction)
+    kernel_spec = _elementwise.spec(*family_spec)
+    if weight is None and out is None:
+        result = _elementwise.run_plain(
+            kernel_spec, list(arrays.values()), params, flags, reduction, return_grad
+        )
+        if result is not None:
+            return result
+    names = list(arrays)
+    if _device(*arrays.values(), weight):
+        from fastloss import _cuda
+
+        return _cuda.run(
+            kernel_spec,
+            list(arrays.values()),
+            names,
+            params=params,
+            flags=flags,
+            reduction=reduction,
+            weight=weight,
+            mean_by_weight=mean_by_weight,
+            return_grad=return_grad,
+            out=out,
+        )
+    host = [host_array(a, name) for name, a in arrays.items()]
+    dtype = compute_dtype(host[0].dtype, names[0])
+    grad_dtypes = [_grad_dtype(host[i], dtype) for i in kernel_spec.grads]
+    host = [check_cast(a, dtype, name) for a, name in zip(host, names, strict=True)]
+    if warn_shape and host[1].shape != host[0].shape:
+        warn_target_size(host[0].shape, host[1].shape)
+    if weight is not None:
+        weight = check_cast(host_array(weight, "weight"), dtype, "weight")
+        full = np.broadcast_shapes(*(a.shape for a in host))
+        if weight.shape != host[0].shape or weight.shape != full:
+            raise ValueError(
+                f"weight: expected the shape of input {host[0].shape}, got {weight.shape}"
+            )
+    return _elementwise.run(
+        kernel_spec,
+        host,
+        names,
+        params=params,
+        flags=flags,
+        reduction=reduction,
+        weight=weight,
+        mean_by_weight=mean_by_weight,
+        return_grad=return_grad,
+        out=out,
+        grad_dtypes=grad_dtypes,
+    )
+
+
+def mse_loss(
+    input: ArrayLike,
+    target: ArrayLike,
+    size_average: bool | None = None,
+    reduce: bool | None = None,
+    reduction: str = "mean",
+    weight: ArrayLike | None = None,
+    *,
+    return_grad: bool = False,
+    out: np.ndarray | None = None,
+):
+    r"""Mean squared error, as ``torch.nn.functional.mse_loss``.
+
+    .. math::
+        \ell_i = w_i (x_i - y_i)^2, \qquad
+        \frac{\partial \ell_i}{\partial x_i} = 2 w_i (x_i - y_i)
+
+    ``reduction="mean"`` divides the sum by the element count, or by :math:`\sum_i w_i` when
+    ``weight`` is given (torch's weighted mean); ``"sum"`` sums; ``"none"`` returns
+    :math:`\ell`. ``target`` broadcasts against ``input`` with torch's warning when the sizes
+    differ; ``weight`` must have the shape of ``input``.
+
+    Parameters
+    ----------
+    input, target : array_like
+        Predictions and targets; NumPy, DLPack (torch CPU tensors, no copy) or CuPy arrays.
+    size_average, reduce : bool, optional
+        torch's deprecated reduction flags; they override ``reduction`` when given.
+    reduction : {"mean", "sum", "none"}
+    weight : array_like, optional
+        Per-element weights, the shape of ``input``.
+    return_grad : bool
+        Also return the gradient with respect to ``input``.
+    out : ndarray, optional
+        Receives the gradient (``input`` itself is allowed).
+
+    Returns
+    -------
+    loss : scalar or ndarray
+        A NumPy scalar of the compute dtype (a 0-d CuPy array on the GPU), or an array for
+        ``reduction="none"``.
+    grad : ndarray
+        With ``return_grad=True``.
+
+    Examples
+    --------
+    >>> import fastloss
+    >>> float(fastloss.mse_loss([1.0, 2.0, 3.0], [1.5, 2.0, 2.0]))
+    0.4166666666666667
+    """
+    reduction = legacy_reduction(size_average, reduce, reduction)
+    return _loss(
+        ("regression", "MSE"),
+        {"input": input, "target": target},
+        reduction=reduction,
+        weight=weight,
+        mean_by_weight=True,
+        warn_shape=True,
+        return_grad=return_grad,
+        out=out,
+    )
+
+
+def l1_loss(
+    input: ArrayLike,
+    target: ArrayLike,
+    size_average: bool | None = None,
+    reduce: bool | None = None,
+    reduction: str = "mean",
+    weight: ArrayLike | None = None,
+    *,
+    return_grad: bool = False,
+    out: np.ndarray | None = None,
+):
+    r"""Mean absolute error, as ``torch.nn.functional.l1_loss``.
+
+    .. math::
+        \ell_i = w_i |x_i - y_i|, \qquad
+        \frac{\partial \ell_i}{\partial x_i} = w_i \operatorname{sign}(x_i - y_i)
+
+    with torch's subgradient 0 where :math:`x_i = y_i`. The weighted mean divides by
+    :math:`\sum_i w_i`, as torch does. Arguments and returns as :func:`mse_loss`.
+
+    Examples
+    --------
+    >>> import fastloss
+    >>> float(fastloss.l1_loss([1.0, 2.0, 3.0], [1.5, 2.0, 2.0]))
+    0.5
+    """
+    reduction = legacy_reduction(size_average, reduce, reduction)
+    return _loss(
+        ("regression", "L1"),
+        {"input": input, "target": target},
+        reduction=reduction,
+        weight=weight,
+        mean_by_weight=True,
+        warn_shape=True,
+        return_grad=return_grad,
+        out=out,
+    )
+
+
+def huber_loss(
+    input: ArrayLike,
+    target: ArrayLike,
+    reduction: str = "mean",
+    delta: float = 1.0,
+    weight: ArrayLike | None = None,
+    *,
+    return_grad: bool = False,
+    out: np.ndarray | None = None,
+):
+    r"""Huber loss, as ``torch.nn.functional.huber_loss``.
+
+    With :math:`d_i = x_i - y_i`:
+
+    .. math::
+        \ell_i = w_i \begin{cases} \tfrac12 d_i^2 & |d_i| < \delta \\
+                 \delta (|d_i| - \tfrac12 \delta) & \text{otherwise} \end{cases}, \qquad
+        \frac{\partial \ell_i}{\partial x_i} = w_i \operatorname{clamp}(d_i, -\delta, \delta)
+
+    ``delta`` must be > 0 (torch refuses other values). With ``weight``, the mean divides the
+    weighted sum by the element count (torch's weighted Huber mean, unlike its weighted MSE).
+    Arguments and returns as :func:`mse_loss`.
+
+    Examples
+    --------
+    >>> import fastloss
+    >>> float(fastloss.huber_loss([0.0, 3.0], [0.5, 0.0], delta=1.0))
+    1.3125
+    """
+    delta = check_nonnegative(delta, "delta", strict=True)
+    return _loss(
+        ("regression", "HUBER"),
+        {"input": input, "target": target},
+        reduction=reduction,
+        params=(delta,),
+        weight=weight,
+        warn_shape=True,
+        return_grad=return_grad,
+        out=out,
+    )
+
+
+def smooth_l1_loss(
+    input: ArrayLike,
+    target: ArrayLike,
+    size_average: bool | None = None,
+    reduce: bool | None = None,
+    reduction: str = "mean",
+    beta: float = 1.0,
+    *,
+    return_grad: bool = False,
+    out: np.ndarray | None = None,
+):
+    r"""Smooth L1 loss, as ``torch.nn.functional.smooth_l1_loss``.
+
+    With :math:`d_i = x_i - y_i`:
+
+    .. math::
+        \ell_i = \begin{cases} \tfrac12 d_i^2 / \beta & |d_i| < \beta \\
+                 |d_i| - \tfrac12 \beta & \text{otherwise} \end{cases}, \qquad
+        \frac{\partial \ell_i}{\partial x_i} = \operatorname{clamp}(d_i / \beta, -1, 1)
+
+    ``beta = 0`` is exactly :func:`l1_loss`, as in torch; a negative ``beta`` raises.
+    Arguments and returns as :func:`mse_loss`.
+
+    Examples
+    --------
+    >>> import fastloss
+    >>> float(fastloss.smooth_l1_loss([0.0, 3.0], [0.5, 0.0]))
+    1.3125
+    """
+    reduction = legacy_reduction(size_average, reduce, reduction)
+    beta = check_nonnegative(beta, "beta")
+    if beta == 0.0:
+        name, params = "L1", ()
+    else:
+        name, params = "SMOOTH_L1", (beta,)
+    return _loss(
+        ("regression", name),
+        {"input": input, "target": target},
+        reduction=reduction,
+        params=params,
+        warn_shape=True,
+        return_grad=return_grad,
+        out=out,
+    )
+
+
+def poisson_nll_loss(
+    input: ArrayLike,
+    target: ArrayLike,
+    log_input: bool = True,
+    full: bool = False,
+    size_average: bool | None = None,
+    eps: float = 1e-8,
+    reduce: bool | None = None,
+    reduction: str = "mean",
+    *,
+    return_grad: bool = False,
+    out: np.ndarray | None = None,
+):
+    r"""Poisson negative log likelihood, as ``torch.nn.functional.poisson_nll_loss``.
+
+    .. math::
+        \ell_i = \begin{cases} e^{x_i} - y_i x_i & \text{log\_input} \\
+                 x_i - y_i \log(x_i + \varepsilon) & \text{otherwise} \end{cases}
+                 \; [+\, y_i \log y_i - y_i + \tfrac12 \log(2 \pi y_i) \text{ if full and }
+                 y_i > 1]
+
+    .. math::
+        \frac{\partial \ell_i}{\partial x_i} = \begin{cases} e^{x_i} - y_i & \text{log\_input}
+        \\ 1 - y_i / (x_i + \varepsilon) & \text{otherwise} \end{cases}
+
+    The Stirling term of ``full`` does not depend on the input. Arguments and returns as
+    :func:`mse_loss`.
+
+    Examples
+    --------
+    >>> import fastloss
+    >>> round(float(fastloss.poisson_nll_loss([0.0, 1.0], [1.0, 2.0])), 6)
+    0.359141
+    """
+    reduction = legacy_reduction(size_average, reduce, reduction)
+    eps = float(eps)
+    return _loss(
+        ("regression", "POISSON_NLL"),
+        {"input": input, "target": target},
+        reduction=reduction,
+        params=(eps,),
+        flags=(bool(log_input), bool(full)),
+        return_grad=return_grad,
+        out=out,
+    )
+
+
+def _gaussian_var(var: object, input_shape: tuple[int, ...]) -> object:
+    """torch's shape rules for ``var``: the input's shape, that shape without its last
+    dimension (unsqueezed), or one broadcast dimension of size 1."""
+    shape = tuple(var.shape)
+    if shape == input_shape:
+        return var
+    if shape == input_shape[:-1]:
+        return var.reshape(shape + (1,))
+    mismatched = [v for i, v in zip(input_shape, shape, strict=False) if i != v]
+    if len(shape) == len(input_shape) and sum(mismatched) == 1:
+        return var
+    raise ValueError(
+        f"var: expected the shape of input {input_shape}, that shape without its "
+        f"last dimension, or one dimension of size 1; got {shape}"
+    )
+
+
+def gaussian_nll_loss(
+    input: ArrayLike,
+    target: ArrayLike,
+    var: ArrayLike | float,
+    full: bool = False,
+    eps: float = 1e-6,
+    reduction: str = "mean",
+    *,
+    return_grad: bool = False,
+    out: np.ndarray | tuple | None = None,
+):
+    r"""Gaussian negative log likelihood, as ``torch.nn.functional.gaussian_nll_loss``.
+
+    With :math:`v_i = \max(\sigma^2_i, \varepsilon)`:
+
+    .. math::
+        \ell_i = \tfrac12 \left(\log v_i + \frac{(x_i - y_i)^2}{v_i}\right)
+                 \; [+\, \tfrac12 \log 2\pi \text{ if full}]
+
+    .. math::
+        \frac{\partial \ell_i}{\partial x_i} = \frac{x_i - y_i}{v_i}, \qquad
+        \frac{\partial \ell_i}{\partial \sigma^2_i} = \tfrac12 \left(\frac{1}{v_i}
+        - \frac{(x_i - y_i)^2}{v_i^2}\right)
+
+    As in torch the clamp is not differentiated, ``var`` may be a float, the input's shape,
+    that shape without its last dimension, or have one dimension of size 1 (homoscedastic);
+    a negative variance raises ``ValueError``. With ``return_grad=True`` returns
+    ``(loss, (grad_input, grad_var))``; ``out`` is ``None``, one array (for ``input``'s
+    gradient) or a pair. A float ``var`` has no gradient (``None``).
+
+    Examples
+    --------
+    >>> import fastloss
+    >>> round(float(fastloss.gaussian_nll_loss([0.0, 1.0], [0.5, 0.0], [1.0, 2.0])), 6)
+    0.298287
+    """
+    reduction = check_reduction(reduction)
+    eps = float(eps)
+    scalar_var = isinstance(var, int | float) and not isinstance(var, bool)
+    if scalar_var:
+        if var < 0:
+            raise ValueError(f"var: expected variances >= 0, got {var!r}")
+    device = _device(input, target, var)
+    if not device:
+        x = host_array(input, "input")
+        if scalar_var:
+            var = np.full(x.shape, var, dtype=compute_dtype(x.dtype, "input"))
+        else:
+            var = host_array(var, "var")
+            var = _gaussian_var(var, x.shape)
+            if var.dtype.kind in "fiub" and np.any(var < 0):
+                raise ValueError("var: expected variances >= 0, got negative entries")
+        input = x
+    result = _loss(
+        ("regression", "GAUSSIAN_NLL"),
+        {"input": input, "target": target, "var": var},
+        reduction=reduction,
+        params=(eps,),
+        flags=(bool(full),),
+        return_grad=return_grad,
+        out=out,
+    )
+    if return_grad and scalar_var:
+        loss, (grad_input, _) = result
+        return loss, (grad_input, None)
+    return result
+
+
+def rmse_loss(
+    input: ArrayLike,
+    target: ArrayLike,
+    *,
+    reduction: str = "mean",
+    return_grad: bool = False,
+    out: np.ndarray | None = None,
+):
+    r"""Root mean squared error, as Keras's ``RootMeanSquaredError`` computes it.
+
+    .. math::
+        L = \sqrt{\tfrac1n \textstyle\sum_i (x_i - y_i)^2}, \qquad
+        \frac{\partial L}{\partial x_i} = \frac{x_i - y_i}{n L}
+
+    ``reduction="sum"`` gives :math:`\sqrt{\sum_i (x_i - y_i)^2}` (the Euclidean distance)
+    and ``"none"`` the element roots :math:`|x_i - y_i|`. The gradient at :math:`L = 0` is
+    NaN, as the autograd of ``sqrt(mse_loss(...))`` gives.
+
+    Examples
+    --------
+    >>> import fastloss
+    >>> float(fastloss.rmse_loss([1.0, 2.0], [1.0, 4.0]))
+    1.4142135623730951
+    """
+    reduction = check_reduction(reduction)
+    if reduction == "none":
+        return l1_loss(input, target, reduction="none", return_grad=return_grad, out=out)
+    result = mse_loss(input, target, reduction=reduction, return_grad=return_grad, out=out)
+    if not return_grad:
+        return type(result)(np.sqrt(result))
+    squared, grad = result
+    root = type(squared)(np.sqrt(squared))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        # d sqrt(S)/dx = dS/dx / (2 sqrt(S)); the kernel wrote dS/dx.
+        grad *= grad.dtype.type(0.5) / grad.dtype.type(root)
+    return root, grad
+
+
+def log_cosh_loss(
+    input: ArrayLike,
+    target: ArrayLike,
+    *,
+    reduction: str = "mean",
+    return_grad: bool = False,
+    out: np.ndarray | None = None,
+):
+    r"""Logarithm of the hyperbolic cosine of the error, as Keras's ``LogCosh``.
+
+    .. math::
+        \ell_i = \log\cosh(x_i - y_i) = |d_i| + \log(1 + e^{-2|d_i|}) - \log 2, \qquad
+        \frac{\partial \ell_i}{\partial x_i} = \tanh(x_i - y_i)
+
+    computed in that overflow-free form. Keras averages over the last axis then the batch,
+    which for ``reduction="mean"`` is the mean over all elements.
+
+    Examples
+    --------
+    >>> import fastloss
+    >>> round(float(fastloss.log_cosh_loss([1.0, 1.0, 0.0], [0.9, 0.75, 0.7])), 6)
+    0.087731
+    """
+    return _loss(
+        ("regression", "LOG_COSH"),
+        {"input": input, "target": target},
+        reduction=reduction,
+        return_grad=return_grad,
+        out=out,
+    )
+
+
+def msle_loss(
+    input: ArrayLike,
+    target: ArrayLike,
+    *,
+    reduction: str = "mean",
+    return_grad: bool = False,
+    out: np.ndarray | None = None,
+):
+    r"""Mean squared logarithmic error, as Keras's ``MeanSquaredLogarithmicError``.
+
+    With :math:`\epsilon = 10^{-7}` (Keras's ``epsilon()``) and
+    :math:`r_i = \log(\max(x_i, \epsilon) + 1) - \log(\max(y_i, \epsilon) + 1)`:
+
+    .. math::
+        \ell_i = r_i^2, \qquad
+        \frac{\partial \ell_i}{\partial x_i} = \frac{2 r_i}{\max(x_i, \epsilon) + 1}
+        \,[x_i > \epsilon]
+
+    (half that at :math:`x_i = \epsilon`, where Keras's ``maximum`` splits the gradient).
+
+    Examples
+    --------
+    >>> import fastloss
+    >>> round(float(fastloss.msle_loss([1.0, 2.0], [1.0, 3.0])), 6)
+    0.041395
+    """
+    return _loss(
+        ("regression", "MSLE"),
+        {"input": input, "target": target},
+        reduction=reduction,
+        params=(KERAS_EPSILON,),
+        return_grad=return_grad,
+        out=out,
+    )
+
+
+def mape_loss(
+    input: ArrayLike,
+    target: ArrayLike,
+    *,
+    reduction: str = "mean",
+    return_grad: bool = False,
+    out: np.ndarray | None = None,
+):
+    r"""Mean absolute percentage error, as Keras's ``MeanAbsolutePercentageError``.
+
+    With :math:`m_i = \max(|y_i|, \epsilon)`, :math:`\epsilon = 10^{-7}`:
+
+    .. math::
+        \ell_i = 100 \left|\frac{y_i - x_i}{m_i}\right|, \qquad
+        \frac{\partial \ell_i}{\partial x_i} = \frac{100}{m_i}
+        \operatorname{sign}(x_i - y_i)
+
+    A zero target meets :math:`\epsilon`, so its percentage is huge, as in Keras.
+
+    Examples
+    --------
+    >>> import fastloss
+    >>> float(fastloss.mape_loss([1.0, 3.0], [2.0, 2.0]))
+    50.0
+    """
+    return _loss(
+        ("regression", "MAPE"),
+        {"input": input, "target": target},
+        reduction=reduction,
+        params=(KERAS_EPSILON,),
+        return_grad=return_grad,
+        out=out,
+    )

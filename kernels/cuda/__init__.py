@@ -1,0 +1,1 @@
+"""CUDA kernels of fastloss (imported only on the first device call: it imports numba.cuda)."""

@@ -1,0 +1,222 @@
+"""Point functions of the regression losses, and their kernel declarations.
+
+Each loss is two functions of one element: ``*_value`` (the loss) and ``*_value_grad`` (the
+loss and its derivative(s), sharing temporaries). ``d = x - t`` is the residual of the input
+``x`` against the target ``t``. Derivatives at kinks are the subgradients torch uses.
+Everything stays in the precision of the input (``const`` gives literals that precision);
+exp/log are the vectorisable versions of :mod:`fastloss.kernels.vmath`.
+"""
+
+import math
+
+from numba import njit
+
+from fastloss.kernels._jit import POINT_OPTIONS
+from fastloss.kernels.elementwise import ElementwiseSpec
+from fastloss.kernels.scalar import const, sign
+from fastloss.kernels.vmath import exp, log, log1p
+
+
+# --- squared error: d**2, derivative 2 d -------------------------------------------------------
+@njit(**POINT_OPTIONS)
+def mse_value(x, t):
+    d = x - t
+    return d * d
+
+
+@njit(**POINT_OPTIONS)
+def mse_value_grad(x, t):
+    d = x - t
+    return d * d, d + d
+
+
+# --- absolute error: |d|, derivative sign(d) ---------------------------------------------------
+@njit(**POINT_OPTIONS)
+def l1_value(x, t):
+    return abs(x - t)
+
+
+@njit(**POINT_OPTIONS)
+def l1_value_grad(x, t):
+    d = x - t
+    return abs(d), sign(d)
+
+
+# --- Huber: 0.5 d**2 if |d| < delta else delta (|d| - 0.5 delta) ------------------------------
+# derivative clamp(d, -delta, delta), written so that NaN propagates.
+@njit(**POINT_OPTIONS)
+def huber_value(x, t, delta):
+    d = x - t
+    ad = abs(d)
+    half = const(d, 0.5)
+    return half * d * d if ad < delta else delta * (ad - half * delta)
+
+
+@njit(**POINT_OPTIONS)
+def huber_value_grad(x, t, delta):
+    d = x - t
+    ad = abs(d)
+    half = const(d, 0.5)
+    v = half * d * d if ad < delta else delta * (ad - half * delta)
+    g = -delta if d < -delta else (delta if d > delta else d)
+    return v, g
+
+
+# --- smooth L1: 0.5 d**2 / beta if |d| < beta else |d| - 0.5 beta ------------------------------
+# derivative clamp(d / beta, -1, 1); beta = 0 is dispatched to l1.
+@njit(**POINT_OPTIONS)
+def smooth_l1_value(x, t, beta):
+    d = x - t
+    ad = abs(d)
+    half = const(d, 0.5)
+    return half * d * d / beta if ad < beta else ad - half * beta
+
+
+@njit(**POINT_OPTIONS)
+def smooth_l1_value_grad(x, t, beta):
+    d = x - t
+    ad = abs(d)
+    half = const(d, 0.5)
+    one = const(d, 1.0)
+    v = half * d * d / beta if ad < beta else ad - half * beta
+    g = -one if d < -beta else (one if d > beta else d / beta)
+    return v, g
+
+
+# --- Poisson negative log likelihood -----------------------------------------------------------
+# log_input: exp(x) - t x, derivative exp(x) - t
+# else:      x - t log(x + eps), derivative 1 - t / (x + eps)
+# full adds Stirling's approximation of log(t!) where t > 1: t log t - t + 0.5 log(2 pi t).
+@njit(**POINT_OPTIONS)
+def _stirling(t):
+    return t * log(t) - t + const(t, 0.5) * log(const(t, 2.0 * math.pi) * t)
+
+
+@njit(**POINT_OPTIONS)
+def poisson_nll_value(x, t, eps, log_input, full):
+    if log_input:
+        v = exp(x) - t * x
+    else:
+        v = x - t * log(x + eps)
+    if full and not t <= const(t, 1.0):
+        v = v + _stirling(t)
+    return v
+
+
+@njit(**POINT_OPTIONS)
+def poisson_nll_value_grad(x, t, eps, log_input, full):
+    if log_input:
+        e = exp(x)
+        v = e - t * x
+        g = e - t
+    else:
+        xe = x + eps
+        v = x - t * log(xe)
+        g = const(x, 1.0) - t / xe
+    if full and not t <= const(t, 1.0):
+        v = v + _stirling(t)
+    return v, g
+
+
+# --- Gaussian negative log likelihood ----------------------------------------------------------
+# 0.5 (log(v) + d**2 / v) [+ 0.5 log(2 pi)] with v = max(var, eps). As in torch, the clamp is
+# not differentiated: d/dvar = 0.5 (1/v - d**2 / v**2) also where var < eps.
+@njit(**POINT_OPTIONS)
+def gaussian_nll_value(x, t, var, eps, full):
+    v = eps if var < eps else var
+    d = x - t
+    half = const(d, 0.5)
+    loss = half * (log(v) + d * d / v)
+    if full:
+        loss = loss + const(d, 0.5 * math.log(2.0 * math.pi))
+    return loss
+
+
+@njit(**POINT_OPTIONS)
+def gaussian_nll_value_grad(x, t, var, eps, full):
+    v = eps if var < eps else var
+    d = x - t
+    half = const(d, 0.5)
+    inv = const(d, 1.0) / v
+    r = d * inv
+    loss = half * (log(v) + d * r)
+    if full:
+        loss = loss + const(d, 0.5 * math.log(2.0 * math.pi))
+    return loss, r, half * (inv - r * r)
+
+
+# --- log-cosh (as Keras): log(cosh(d)) = |d| + log1p(exp(-2|d|)) - log 2, derivative tanh(d) ---
+@njit(**POINT_OPTIONS)
+def log_cosh_value(x, t):
+    d = x - t
+    a = abs(d)
+    return a + log1p(exp(const(d, -2.0) * a)) - const(d, math.log(2.0))
+
+
+@njit(**POINT_OPTIONS)
+def log_cosh_value_grad(x, t):
+    d = x - t
+    a = abs(d)
+    e = exp(const(d, -2.0) * a)
+    one = const(d, 1.0)
+    v = a + log1p(e) - const(d, math.log(2.0))
+    th = (one - e) / (one + e)
+    return v, (th if d >= 0 else -th)
+
+
+# --- squared logarithmic error (as Keras): (log(max(x, eps) + 1) - log(max(t, eps) + 1))**2 ---
+# Keras's gradient through maximum(): 1 above eps, 0 below, 1/2 at a tie (torch's maximum).
+@njit(**POINT_OPTIONS)
+def msle_value(x, t, eps):
+    one = const(x, 1.0)
+    r = log((eps if x < eps else x) + one) - log((eps if t < eps else t) + one)
+    return r * r
+
+
+@njit(**POINT_OPTIONS)
+def msle_value_grad(x, t, eps):
+    one = const(x, 1.0)
+    xc = eps if x < eps else x
+    r = log(xc + one) - log((eps if t < eps else t) + one)
+    mask = one if x > eps else (const(x, 0.5) if x == eps else const(x, 0.0))
+    return r * r, (r + r) * mask / (xc + one)
+
+
+# --- absolute percentage error (as Keras): 100 |(t - x) / max(|t|, eps)| -----------------------
+@njit(**POINT_OPTIONS)
+def mape_value(x, t, eps):
+    at = abs(t)
+    return abs((t - x) / (eps if at < eps else at)) * const(x, 100.0)
+
+
+@njit(**POINT_OPTIONS)
+def mape_value_grad(x, t, eps):
+    at = abs(t)
+    m = eps if at < eps else at
+    q = (t - x) / m
+    return abs(q) * const(x, 100.0), -sign(q) * const(x, 100.0) / m
+
+
+MSE = ElementwiseSpec("mse", mse_value, mse_value_grad)
+L1 = ElementwiseSpec("l1", l1_value, l1_value_grad)
+HUBER = ElementwiseSpec("huber", huber_value, huber_value_grad, params=("delta",))
+SMOOTH_L1 = ElementwiseSpec("smooth_l1", smooth_l1_value, smooth_l1_value_grad, params=("beta",))
+POISSON_NLL = ElementwiseSpec(
+    "poisson_nll",
+    poisson_nll_value,
+    poisson_nll_value_grad,
+    params=("eps",),
+    flags=("log_input", "full"),
+)
+GAUSSIAN_NLL = ElementwiseSpec(
+    "gaussian_nll",
+    gaussian_nll_value,
+    gaussian_nll_value_grad,
+    arrays=3,
+    grads=(0, 2),
+    params=("eps",),
+    flags=("full",),
+)
+LOG_COSH = ElementwiseSpec("log_cosh", log_cosh_value, log_cosh_value_grad)
+MSLE = ElementwiseSpec("msle", msle_value, msle_value_grad, params=("eps",))
+MAPE = ElementwiseSpec("mape", mape_value, mape_value_grad, params=("eps",))

@@ -1,0 +1,502 @@
+"""Vectorisable ``exp``, ``log`` and ``log1p`` for the CPU kernels.
+
+Since numba 0.62 there is no SVML: ``np.exp``/``np.log``/``math.log1p`` inside a ``prange`` loop
+are scalar libm calls, and LLVM cannot vectorise a loop around an opaque call. These three
+functions are written instead as plain float and integer arithmetic (range reduction, a minimax
+polynomial, exponent bits set or read through a bitcast), which LLVM inlines and vectorises with
+the rest of the loop body.
+
+Usage, from any ``@njit`` function::
+
+    from fastloss.kernels.vmath import exp, log, log1p
+
+    @njit(**POINT_OPTIONS)
+    def softplus(x):
+        return log1p(exp(-abs(x))) + max(x, 0.0)
+
+Types: a float32 argument gives a float32 result computed in float32 arithmetic (16 lanes per
+AVX-512 register); a float64 argument gives a float64 result; an integer argument is converted
+to float64 first. Called from plain Python (as the CUDA simulator runs device code) the functions
+return NumPy's value for the argument. ``kernels/cuda/vmath.py`` maps them to libdevice on the
+CUDA target.
+
+Edge cases are NumPy's, never an exception: ``exp`` overflows to ``inf`` and underflows through
+the subnormals to ``0``, ``exp(-inf) = 0``; ``log(0) = -inf``, ``log(x < 0) = nan``,
+``log(inf) = inf``; ``log1p(-1) = -inf``, ``log1p(x < -1) = nan``, ``log1p(-0.0) = -0.0``; NaN in
+gives NaN out.
+
+Accuracy, measured by ``tests/test_vmath.py`` inside a fastmath ``prange`` kernel on an AVX-512
+machine, in ulps of the result against a reference that is exact to well below an ulp (the
+float64 functions of NumPy for float32, ``np.longdouble`` for float64), over every 97th float32
+bit pattern, all float32 inputs near the thresholds and dense random float64 samples:
+
+==========  =========  =========
+function    float32    float64
+==========  =========  =========
+``exp``     0.89       0.88
+``log``     0.87       0.85
+``log1p``   0.92       0.87
+==========  =========  =========
+
+For comparison NumPy's own float32 functions are off by up to about 0.5-3 ulps on the same points
+(its AVX-512 float32 log is the least accurate); our distance to NumPy's result is tested too.
+Subnormal results of ``exp`` are within one ulp of the subnormal grid.
+
+Numerical choices
+-----------------
+All functions are compiled with ``error_model="numpy"`` and only the ``contract`` fast-math flag
+(FMA contraction, which only improves accuracy here), whatever flags the caller uses: the range
+reductions depend on each operation being rounded as written, so ``reassoc`` must not touch them.
+The fast-math flags are set per instruction, so inlining into a caller compiled with ``reassoc``
+does not change these instructions.
+
+The polynomial coefficients are minimax (Remez exchange, run in 60-digit ``mpmath`` arithmetic)
+for the relative error of the final result, then rounded to the working precision; the quoted
+bounds are the minimax error before that rounding. Rounding errors of the evaluation, not the
+approximations, dominate the figures above.
+
+``exp``
+    ``n = rint(x / ln 2)`` is taken from the low bits of ``x * log2(e) + 1.5 * 2**p`` (``p`` the
+    mantissa width), which also gives ``n`` as an integer without a float-to-int conversion
+    (that conversion is undefined for NaN in LLVM). ``r = x - n ln 2`` is computed with ln 2 in
+    two parts (Cody-Waite): the high part has few enough bits that ``n * ln2_hi`` is exact for
+    every ``n`` reachable, and ``x - n * ln2_hi`` is exact by Sterbenz's lemma, so ``r`` has one
+    rounding. ``|r| <= 0.3466``. ``exp(r) = 1 + r + r**2 Q(r)`` with ``Q`` of degree 4 (float32;
+    relative error ``2**-28.3``) or 9 (float64; ``2**-57.9``); the big term 1 is added last so the
+    rounding of the small part is scaled down. The result is ``p * 2**n1 * 2**n2`` with
+    ``n1 = n >> 1``, ``n2 = n - n1``: both factors are normal numbers for every ``n`` from the
+    underflow to the overflow threshold, so the first product is exact and the second rounds once,
+    into the subnormals or to ``inf`` as IEEE arithmetic does. ``x`` is clamped to a range a
+    little wider than the finite results first, so ``inf`` and ``-inf`` need no special case and
+    NaN passes through the arithmetic.
+``log``
+    Subnormal ``x`` is scaled by ``2**p`` first. ``x = 2**k m`` with ``m`` in
+    ``[sqrt(1/2), sqrt(2))``: subtracting the bits of ``sqrt(1/2)`` from the bits of ``x`` and
+    shifting gives ``k`` directly, and ``m`` is rebuilt from the bits; ``f = m - 1`` is exact,
+    ``f`` in ``[-0.2929, 0.4142]``. ``log x = k ln2_hi + (log1p(f) + k ln2_lo)``, adding the
+    largest term last.
+
+    float32: ``log1p(f) = f - f**2/2 + f**3 P(f)``, ``P`` of degree 7 (relative error
+    ``2**-27.4``). A pure polynomial avoids a division, which at 16 lanes costs more than the
+    extra multiply-adds.
+
+    float64: a polynomial in ``f`` would need degree ~30, so ``s = f / (2 + f)`` (one division),
+    ``log1p(f) = 2 atanh(s) = 2s + s R(s**2)``, written as
+    ``f - (f**2/2 - s (f**2/2 + R))`` so that the exact ``f`` is the leading term (the identity
+    ``2s = f - s f`` makes the two equal); ``R(z) = z T(z)`` with ``T`` of degree 6 on
+    ``z <= 0.02944`` (relative error of ``log1p(f)`` ``2**-59.5``).
+``log1p``
+    ``u = 1 + x`` rounded, with its rounding error ``c`` recovered exactly (Fast2Sum, ordered by
+    ``|x| <= 1``). ``u`` is reduced as in ``log`` (it is never subnormal for ``x > -1``), and
+    ``log1p(x) = log(u) + c / u``. The correction is ``c 2**-k / (1 + f)`` with ``1 / (1 + f)``
+    replaced by its Taylor polynomial of degree 3 (float32) or 4 (float64): ``|c 2**-k|`` is at
+    most half an ulp of 1, so the relative error of that polynomial (2 % and 1 % at the end of the
+    interval) costs under 0.05 ulp, and no division is needed. ``x`` so small that ``u == 1``
+    gives ``c == x`` and the exact answer.
+
+Notes
+-----
+Compile-time options: see ``_IMPL_OPTIONS``. A caller with ``cache=True`` caches these functions
+inside its own object code; numba does not track edits to this module (see NUMBA-NOTES.md,
+``cache=True``), so bump the cache version after changing it.
+"""
+
+import math
+
+import numpy as np
+from llvmlite import ir
+from numba import types
+from numba.extending import intrinsic, overload, register_jitable
+
+__all__ = ["exp", "log", "log1p"]
+
+
+# --------------------------------------------------------------------------------------------
+# Python-level definitions: NumPy's scalar functions, without warnings. The CUDA simulator runs
+# device code as Python and so lands here.
+
+
+def exp(x):
+    """Exponential of a scalar, ``e**x``; NumPy semantics (overflow gives ``inf``).
+
+    Vectorisable inside ``@njit`` code for float32 and float64 (see the module docstring).
+    """
+    with np.errstate(all="ignore"):
+        return np.exp(x)
+
+
+def log(x):
+    """Natural logarithm of a scalar; NumPy semantics (``log(0) = -inf``, ``log(x<0) = nan``).
+
+    Vectorisable inside ``@njit`` code for float32 and float64 (see the module docstring).
+    """
+    with np.errstate(all="ignore"):
+        return np.log(x)
+
+
+def log1p(x):
+    """``log(1 + x)`` of a scalar, accurate for small ``x``; NumPy semantics.
+
+    Vectorisable inside ``@njit`` code for float32 and float64 (see the module docstring).
+    """
+    with np.errstate(all="ignore"):
+        return np.log1p(x)
+
+
+# --------------------------------------------------------------------------------------------
+# Bit casts between a float and the signed integer of the same width.
+
+
+@intrinsic
+def _as_int(typingctx, x):
+    """Reinterpret the bits of a float32/float64 as an int32/int64."""
+    if x == types.float32:
+        sig = types.int32(x)
+    elif x == types.float64:
+        sig = types.int64(x)
+    else:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.IntType(signature.return_type.bitwidth))
+
+    return sig, codegen
+
+
+@intrinsic
+def _as_float(typingctx, i):
+    """Reinterpret the bits of an int32/int64 as a float32/float64."""
+    if i == types.int32:
+        sig = types.float32(i)
+        lltype = ir.FloatType()
+    elif i == types.int64:
+        sig = types.float64(i)
+        lltype = ir.DoubleType()
+    else:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], lltype)
+
+    return sig, codegen
+
+
+# --------------------------------------------------------------------------------------------
+# Constants. Every constant used in float32 code is a float32: numba would otherwise promote the
+# arithmetic to float64. Integer arithmetic is promoted to int64 by numba whatever the operand
+# types, so the float32 code casts each integer result back with np.int32 (_i4); LLVM then
+# narrows the operation itself to 32 bits (16 lanes per register instead of 8).
+
+_f4 = np.float32
+_i4 = np.int32
+
+_LN2 = math.log(2.0)
+_NAN = math.nan
+_INF = math.inf
+
+# float32
+_F32_ZERO = _f4(0.0)
+_F32_ONE = _f4(1.0)
+_F32_HALF = _f4(0.5)
+_F32_NAN = _f4(_NAN)
+_F32_INF = _f4(_INF)
+_F32_LOG2E = _f4(1.0 / _LN2)
+_F32_LN2_HI = _f4(float.fromhex("0x1.62e4p-1"))  # 16 significant bits: n * hi exact, |n| < 256
+_F32_LN2_LO = _f4(float.fromhex("0x1.7f7d1cp-20"))  # ln 2 - hi, rounded
+_F32_SHIFT = _f4(1.5 * 2.0**23)
+_F32_SHIFT_BITS = _i4(0x4B400000)  # bits of _F32_SHIFT
+_F32_EXP_MAX = _f4(89.0)  # above log(FLT_MAX) = 88.72: exp overflows to inf
+_F32_EXP_MIN = _f4(-104.0)  # below log(2**-150) = -103.97: exp rounds to 0
+_F32_TINY = _f4(2.0**-126)  # smallest normal
+_F32_TWO23 = _f4(2.0**23)
+_F32_SQRT_HALF_BITS = _i4(0x3F3504F3)  # bits of sqrt(1/2) rounded to float32
+_F32_MINUS_ONE = _f4(-1.0)
+_I32_BIAS = _i4(127)
+_I32_MANT = _i4(23)
+_I32_ONE = _i4(1)
+_I32_SUB_K = _i4(-23)
+_I32_ZERO = _i4(0)
+_I32_K_CLAMP = _i4(100)
+
+# exp(r) = 1 + r + r**2 * Q(r), |r| <= 0.3466: minimax for the relative error, 2**-28.28.
+_F32_EXP_Q0 = _f4(0.4999999403953552)
+_F32_EXP_Q1 = _f4(0.1666652113199234)
+_F32_EXP_Q2 = _f4(0.04166838899254799)
+_F32_EXP_Q3 = _f4(0.008368715643882751)
+_F32_EXP_Q4 = _f4(0.0013814602280035615)
+
+# log1p(f) = f - f**2/2 + f**3 * P(f), f in [sqrt(1/2) - 1, sqrt(2) - 1]: minimax for the
+# relative error, 2**-27.35.
+_F32_LOG_P0 = _f4(0.3333333134651184)
+_F32_LOG_P1 = _f4(-0.2500081956386566)
+_F32_LOG_P2 = _f4(0.20001226663589478)
+_F32_LOG_P3 = _f4(-0.16623356938362122)
+_F32_LOG_P4 = _f4(0.14201757311820984)
+_F32_LOG_P5 = _f4(-0.13160182535648346)
+_F32_LOG_P6 = _f4(0.1276157796382904)
+_F32_LOG_P7 = _f4(-0.07634499669075012)
+
+# float64
+_F64_LOG2E = 1.0 / _LN2
+_F64_LN2_HI = float.fromhex("0x1.62e42fefa38p-1")  # 42 significant bits: n * hi exact, |n| < 2**11
+_F64_LN2_LO = float.fromhex("0x1.ef35793c7673p-45")  # ln 2 - hi, rounded
+_F64_SHIFT = 1.5 * 2.0**52
+_F64_SHIFT_BITS = 0x4338000000000000  # bits of _F64_SHIFT
+_F64_EXP_MAX = 710.0  # above log(DBL_MAX) = 709.78
+_F64_EXP_MIN = -746.0  # below log(2**-1075) = -745.13
+_F64_TINY = 2.0**-1022
+_F64_TWO54 = 2.0**54
+_F64_SQRT_HALF_BITS = 0x3FE6A09E667F3BCD  # bits of sqrt(1/2) rounded to float64
+_I64_K_CLAMP = 1000
+
+# exp(r) = 1 + r + r**2 * Q(r), |r| <= 0.3466: minimax for the relative error, 2**-57.94.
+_F64_EXP_Q0 = 0.5000000000000011
+_F64_EXP_Q1 = 0.16666666666666413
+_F64_EXP_Q2 = 0.04166666666653018
+_F64_EXP_Q3 = 0.008333333333494435
+_F64_EXP_Q4 = 0.0013888888943622486
+_F64_EXP_Q5 = 0.00019841269506617866
+_F64_EXP_Q6 = 2.4801493107681896e-05
+_F64_EXP_Q7 = 2.7557586356439826e-06
+_F64_EXP_Q8 = 2.763024497312883e-07
+_F64_EXP_Q9 = 2.500006144722566e-08
+
+# 2 atanh(s) = 2s + s * z * T(z), z = s**2 <= 0.029437: minimax for the relative error of
+# log1p(f), 2**-59.50. (The Taylor coefficients of T are 2/3, 2/5, 2/7, ...)
+_F64_LOG_T0 = 0.6666666666666734
+_F64_LOG_T1 = 0.39999999999416375
+_F64_LOG_T2 = 0.2857142874201507
+_F64_LOG_T3 = 0.22222198610832808
+_F64_LOG_T4 = 0.18183562402444106
+_F64_LOG_T5 = 0.153140989061743
+_F64_LOG_T6 = 0.1479547444253339
+
+
+# --------------------------------------------------------------------------------------------
+# Implementations. Plain functions, compiled by the overloads below with _IMPL_OPTIONS. Every
+# `if` is a simple select that LLVM turns into a blend; there is no loop and no call.
+
+# Only FMA contraction: the reductions rely on every other operation being rounded as written
+# (``reassoc`` would fold ``(t + SHIFT) - SHIFT`` to ``t``).
+_IMPL_OPTIONS = {"error_model": "numpy", "fastmath": {"contract"}, "forceinline": True}
+
+
+def _exp_f32(x):
+    xc = x
+    if xc > _F32_EXP_MAX:
+        xc = _F32_EXP_MAX
+    if xc < _F32_EXP_MIN:
+        xc = _F32_EXP_MIN
+    t = xc * _F32_LOG2E + _F32_SHIFT
+    n = _i4(_as_int(t) - _F32_SHIFT_BITS)
+    nf = t - _F32_SHIFT
+    a = xc - nf * _F32_LN2_HI  # exact
+    r = a - nf * _F32_LN2_LO
+    r_lo = (a - r) - nf * _F32_LN2_LO  # what the rounding of r dropped
+    q = _F32_EXP_Q3 + r * _F32_EXP_Q4
+    q = _F32_EXP_Q2 + r * q
+    q = _F32_EXP_Q1 + r * q
+    q = _F32_EXP_Q0 + r * q
+    p = _F32_ONE + (r + ((r * r) * q + r_lo))
+    n1 = _i4(n >> _I32_ONE)
+    s1 = _as_float(_i4((n1 + _I32_BIAS) << _I32_MANT))
+    s2 = _as_float(_i4((n - n1 + _I32_BIAS) << _I32_MANT))
+    return (p * s1) * s2
+
+
+def _exp_f64(x):
+    xc = x
+    if xc > _F64_EXP_MAX:
+        xc = _F64_EXP_MAX
+    if xc < _F64_EXP_MIN:
+        xc = _F64_EXP_MIN
+    t = xc * _F64_LOG2E + _F64_SHIFT
+    n = _as_int(t) - _F64_SHIFT_BITS
+    nf = t - _F64_SHIFT
+    a = xc - nf * _F64_LN2_HI  # exact
+    r = a - nf * _F64_LN2_LO
+    r_lo = (a - r) - nf * _F64_LN2_LO  # what the rounding of r dropped
+    q = _F64_EXP_Q8 + r * _F64_EXP_Q9
+    q = _F64_EXP_Q7 + r * q
+    q = _F64_EXP_Q6 + r * q
+    q = _F64_EXP_Q5 + r * q
+    q = _F64_EXP_Q4 + r * q
+    q = _F64_EXP_Q3 + r * q
+    q = _F64_EXP_Q2 + r * q
+    q = _F64_EXP_Q1 + r * q
+    q = _F64_EXP_Q0 + r * q
+    p = 1.0 + (r + ((r * r) * q + r_lo))
+    n1 = n >> 1
+    s1 = _as_float((n1 + 1023) << 52)
+    s2 = _as_float((n - n1 + 1023) << 52)
+    return (p * s1) * s2
+
+
+@register_jitable(**_IMPL_OPTIONS)
+def _log_finish_f32(k, f, tail):
+    """``k ln 2 + log1p(f) + tail``, float32, for ``f`` in [sqrt(1/2) - 1, sqrt(2) - 1].
+
+    ``log1p(f) = f + f**2 (f P(f) - 1/2)``. The two large terms ``k ln2_hi`` and ``f`` are added
+    with their rounding error kept (Fast2Sum: ``|k ln2_hi| > |f|`` unless ``k = 0``), so the
+    cancellation between them for ``k = -1`` and ``f > 0`` (or ``k = 1``, ``f < 0``) costs
+    nothing; the rest is small and is rounded once more at the end.
+    """
+    kf = _f4(k)
+    p = _F32_LOG_P6 + f * _F32_LOG_P7
+    p = _F32_LOG_P5 + f * p
+    p = _F32_LOG_P4 + f * p
+    p = _F32_LOG_P3 + f * p
+    p = _F32_LOG_P2 + f * p
+    p = _F32_LOG_P1 + f * p
+    p = _F32_LOG_P0 + f * p
+    rest = (f * f) * (f * p - _F32_HALF) + (kf * _F32_LN2_LO + tail)
+    hi = kf * _F32_LN2_HI + f
+    rest = rest + (f - (hi - kf * _F32_LN2_HI))
+    return hi + rest
+
+
+@register_jitable(**_IMPL_OPTIONS)
+def _log_finish_f64(k, f, tail):
+    """``k ln 2 + log1p(f) + tail``, float64, for ``f`` in [sqrt(1/2) - 1, sqrt(2) - 1].
+
+    ``log1p(f) = f - (f**2/2 - s (f**2/2 + z T(z)))``, ``s = f / (2 + f)``, ``z = s**2``; the
+    terms are summed as in ``_log_finish_f32``.
+    """
+    kf = np.float64(k)
+    s = f / (2.0 + f)
+    z = s * s
+    t = _F64_LOG_T5 + z * _F64_LOG_T6
+    t = _F64_LOG_T4 + z * t
+    t = _F64_LOG_T3 + z * t
+    t = _F64_LOG_T2 + z * t
+    t = _F64_LOG_T1 + z * t
+    t = _F64_LOG_T0 + z * t
+    hfsq = 0.5 * (f * f)
+    rest = (s * (hfsq + z * t) + (kf * _F64_LN2_LO + tail)) - hfsq
+    hi = kf * _F64_LN2_HI + f
+    rest = rest + (f - (hi - kf * _F64_LN2_HI))
+    return hi + rest
+
+
+def _log_f32(x):
+    xs = x
+    k0 = _I32_ZERO
+    if x < _F32_TINY:
+        xs = x * _F32_TWO23
+        k0 = _I32_SUB_K
+    ix = _as_int(xs)
+    k = _i4(_i4(ix - _F32_SQRT_HALF_BITS) >> _I32_MANT)
+    f = _as_float(_i4(ix - _i4(k << _I32_MANT))) - _F32_ONE
+    y = _log_finish_f32(_i4(k + k0), f, _F32_ZERO)
+    if x == _F32_INF:
+        y = x
+    if not (x >= _F32_ZERO):
+        y = _F32_NAN
+    if x == _F32_ZERO:
+        y = -_F32_INF
+    return y
+
+
+def _log1p_f32(x):
+    u = _F32_ONE + x
+    # the rounding error of 1 + x, exactly (Fast2Sum, larger operand first)
+    c = x - (u - _F32_ONE)
+    if not (x <= _F32_ONE):
+        c = _F32_ONE - (u - x)
+    iu = _as_int(u)
+    k = _i4(_i4(iu - _F32_SQRT_HALF_BITS) >> _I32_MANT)
+    f = _as_float(_i4(iu - _i4(k << _I32_MANT))) - _F32_ONE
+    # c / u = c 2**-k / (1 + f); past k = 100 the correction is far below an ulp
+    kc = k
+    if kc > _I32_K_CLAMP:
+        kc = _I32_K_CLAMP
+    s = _as_float(_i4(_i4(_I32_BIAS - kc) << _I32_MANT))  # 2**-k
+    tail = (c * s) * (_F32_ONE - f * (_F32_ONE - f * (_F32_ONE - f)))
+    if k >= -1 and k <= 1:
+        # f = (1 + x) 2**-k - 1 = x s + (s - 1) directly from x, with its rounding error
+        # (nonzero only for x in [0.41, 0.5), where it is Fast2Sum with |s - 1| >= |x s|)
+        xs = x * s
+        f = xs + (s - _F32_ONE)
+        tail = xs - (f - (s - _F32_ONE))
+    y = _log_finish_f32(k, f, tail)
+    if x == _F32_INF:
+        y = x
+    if not (x >= _F32_MINUS_ONE):
+        y = _F32_NAN
+    if x == _F32_MINUS_ONE:
+        y = -_F32_INF
+    if x == _F32_ZERO:
+        y = x
+    return y
+
+
+def _log_f64(x):
+    xs = x
+    k0 = 0
+    if x < _F64_TINY:
+        xs = x * _F64_TWO54
+        k0 = -54
+    ix = _as_int(xs)
+    k = (ix - _F64_SQRT_HALF_BITS) >> 52
+    f = _as_float(ix - (k << 52)) - 1.0
+    y = _log_finish_f64(k + k0, f, 0.0)
+    if x == _INF:
+        y = x
+    if not (x >= 0.0):
+        y = _NAN
+    if x == 0.0:
+        y = -_INF
+    return y
+
+
+def _log1p_f64(x):
+    u = 1.0 + x
+    c = x - (u - 1.0)
+    if not (x <= 1.0):
+        c = 1.0 - (u - x)
+    iu = _as_int(u)
+    k = (iu - _F64_SQRT_HALF_BITS) >> 52
+    f = _as_float(iu - (k << 52)) - 1.0
+    kc = k
+    if kc > _I64_K_CLAMP:
+        kc = _I64_K_CLAMP
+    s = _as_float((1023 - kc) << 52)
+    tail = (c * s) * (1.0 - f * (1.0 - f * (1.0 - f * (1.0 - f))))
+    if k >= -1 and k <= 1:
+        xs = x * s
+        f = xs + (s - 1.0)
+        tail = xs - (f - (s - 1.0))
+    y = _log_finish_f64(k, f, tail)
+    if x == _INF:
+        y = x
+    if not (x >= -1.0):
+        y = _NAN
+    if x == -1.0:
+        y = -_INF
+    if x == 0.0:
+        y = x
+    return y
+
+
+# --------------------------------------------------------------------------------------------
+# Overloads for the CPU target.
+
+
+def _register(func, impl_f32, impl_f64):
+    def via_float64(x):
+        return func(np.float64(x))
+
+    @overload(func, target="cpu", jit_options=_IMPL_OPTIONS)
+    def _overload(x):
+        if x == types.float32:
+            return impl_f32
+        if x == types.float64:
+            return impl_f64
+        if isinstance(x, types.Integer):
+            return via_float64
+        return None
+
+
+_register(exp, _exp_f32, _exp_f64)
+_register(log, _log_f32, _log_f64)
+_register(log1p, _log1p_f32, _log1p_f64)
