@@ -63,6 +63,8 @@ def run_plain(kernel_spec, arrays, params, flags, reduction: str, return_grad: b
     no weight and no ``out``: small inputs then cost little more than the kernel call.
     """
     first = arrays[0]
+    if type(first) is not np.ndarray:
+        return None
     dtype = first.dtype
     if dtype not in _FAST_DTYPES or not first.flags.c_contiguous:
         return None

@@ -52,10 +52,17 @@ def check_nonnegative(value: object, name: str, *, strict: bool = False) -> floa
 
 
 def is_device_array(x: object) -> bool:
-    """True for CuPy arrays and anything exposing ``__cuda_array_interface__``."""
-    if type(x) is np.ndarray or x is None:
+    """True for CuPy arrays, anything exposing ``__cuda_array_interface__`` and the CUDA
+    simulator's device arrays."""
+    if type(x) is np.ndarray or x is None or isinstance(x, np.ndarray | np.generic | float | int):
         return False
-    return hasattr(x, "__cuda_array_interface__") and not isinstance(x, np.ndarray)
+    try:
+        x.__cuda_array_interface__  # noqa: B018 - a property that raises off the device
+    except AttributeError:
+        return bool(getattr(type(x), "__cuda_ndarray__", False))
+    except Exception:  # e.g. a CUDA tensor that records autograd refuses to export: on device
+        return True
+    return True
 
 
 def host_array(x: object, name: str) -> np.ndarray:

@@ -417,6 +417,8 @@ def gaussian_nll_loss(
             if var.dtype.kind in "fiub" and np.any(var < 0):
                 raise ValueError("var: expected variances >= 0, got negative entries")
         input = x
+    elif not scalar_var:
+        var = _gaussian_var(var, tuple(getattr(input, "shape", ())))
     result = _loss(
         ("regression", "GAUSSIAN_NLL"),
         {"input": input, "target": target, "var": var},
@@ -461,13 +463,35 @@ def rmse_loss(
         return l1_loss(input, target, reduction="none", return_grad=return_grad, out=out)
     result = mse_loss(input, target, reduction=reduction, return_grad=return_grad, out=out)
     if not return_grad:
-        return type(result)(np.sqrt(result))
+        return _sqrt(result)
     squared, grad = result
-    root = type(squared)(np.sqrt(squared))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        # d sqrt(S)/dx = dS/dx / (2 sqrt(S)); the kernel wrote dS/dx.
-        grad *= grad.dtype.type(0.5) / grad.dtype.type(root)
+    root = _sqrt(squared)
+    if isinstance(root, np.generic):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            # d sqrt(S)/dx = dS/dx / (2 sqrt(S)); the kernel wrote dS/dx.
+            grad *= grad.dtype.type(0.5) / grad.dtype.type(root)
+    else:
+        _cupy().asarray(grad).__imul__(0.5 / root)  # on the device, no synchronisation
     return root, grad
+
+
+def _cupy():
+    try:
+        import cupy
+    except ImportError:
+        raise TypeError(
+            "rmse_loss: device arrays need CuPy for the square root (pip install 'fastloss[gpu]')"
+        ) from None
+    return cupy
+
+
+def _sqrt(value):
+    """Square root of a loss: a NumPy scalar, or a 0-d device array kept on the device."""
+    if isinstance(value, np.generic):
+        return type(value)(np.sqrt(value))
+    if isinstance(value, np.ndarray):
+        return np.sqrt(value)
+    return _cupy().sqrt(_cupy().asarray(value))
 
 
 def log_cosh_loss(

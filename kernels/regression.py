@@ -16,6 +16,11 @@ from fastloss.kernels.elementwise import ElementwiseSpec
 from fastloss.kernels.scalar import const, sign
 from fastloss.kernels.vmath import exp, log, log1p
 
+# Module constants are compile-time constants for Numba (no runtime log on either target).
+LOG_2 = math.log(2.0)
+LOG_2PI = math.log(2.0 * math.pi)
+TWO_PI = 2.0 * math.pi
+
 
 # --- squared error: d**2, derivative 2 d -------------------------------------------------------
 @njit(**POINT_OPTIONS)
@@ -89,7 +94,7 @@ def smooth_l1_value_grad(x, t, beta):
 # full adds Stirling's approximation of log(t!) where t > 1: t log t - t + 0.5 log(2 pi t).
 @njit(**POINT_OPTIONS)
 def _stirling(t):
-    return t * log(t) - t + const(t, 0.5) * log(const(t, 2.0 * math.pi) * t)
+    return t * log(t) - t + const(t, 0.5) * log(const(t, TWO_PI) * t)
 
 
 @njit(**POINT_OPTIONS)
@@ -128,7 +133,7 @@ def gaussian_nll_value(x, t, var, eps, full):
     half = const(d, 0.5)
     loss = half * (log(v) + d * d / v)
     if full:
-        loss = loss + const(d, 0.5 * math.log(2.0 * math.pi))
+        loss = loss + const(d, 0.5 * LOG_2PI)
     return loss
 
 
@@ -141,7 +146,7 @@ def gaussian_nll_value_grad(x, t, var, eps, full):
     r = d * inv
     loss = half * (log(v) + d * r)
     if full:
-        loss = loss + const(d, 0.5 * math.log(2.0 * math.pi))
+        loss = loss + const(d, 0.5 * LOG_2PI)
     return loss, r, half * (inv - r * r)
 
 
@@ -150,7 +155,7 @@ def gaussian_nll_value_grad(x, t, var, eps, full):
 def log_cosh_value(x, t):
     d = x - t
     a = abs(d)
-    return a + log1p(exp(const(d, -2.0) * a)) - const(d, math.log(2.0))
+    return a + log1p(exp(const(d, -2.0) * a)) - const(d, LOG_2)
 
 
 @njit(**POINT_OPTIONS)
@@ -159,7 +164,7 @@ def log_cosh_value_grad(x, t):
     a = abs(d)
     e = exp(const(d, -2.0) * a)
     one = const(d, 1.0)
-    v = a + log1p(e) - const(d, math.log(2.0))
+    v = a + log1p(e) - const(d, LOG_2)
     th = (one - e) / (one + e)
     return v, (th if d >= 0 else -th)
 

@@ -1,0 +1,50 @@
+"""``exp``, ``log`` and ``log1p`` of ``fastloss.kernels.vmath`` on the CUDA target.
+
+Importing this module registers CUDA implementations of the three functions, so that a point
+function written once with ``from fastloss.kernels.vmath import exp, log, log1p`` compiles for
+both targets: the CPU overloads in ``kernels/vmath.py`` are vectorisable polynomials, these are
+``math.exp``/``math.log``/``math.log1p``, which numba-cuda lowers to libdevice (``__nv_expf``,
+``__nv_logf``, ``__nv_log1pf`` and their float64 versions; float32 stays float32). libdevice
+documents at most 2 ulps (``expf``) and 1 ulp (the others); with ``fastmath`` numba-cuda may pick
+the faster ``__nv_fast_*`` versions for float32.
+
+Import it only on the GPU path: it imports ``numba.cuda``. Under the CUDA simulator
+(``NUMBA_ENABLE_CUDASIM=1``) the import works and registers nothing that is used: the simulator
+runs ``cuda.jit`` device code as Python (which calls the Python bodies of the functions, i.e.
+NumPy) and calls ``@njit`` functions through their CPU dispatcher (the CPU overloads).
+"""
+
+import math
+
+from numba import cuda  # noqa: F401  (makes sure the CUDA target is registered)
+from numba.cuda import types
+from numba.cuda.extending import overload
+
+from ..vmath import exp, log, log1p
+
+__all__ = ["exp", "log", "log1p"]
+
+
+def _accepts(x):
+    return isinstance(x, (types.Float, types.Integer))
+
+
+@overload(exp, target="cuda")
+def _cuda_exp(x):
+    if _accepts(x):
+        return lambda x: math.exp(x)
+    return None
+
+
+@overload(log, target="cuda")
+def _cuda_log(x):
+    if _accepts(x):
+        return lambda x: math.log(x)
+    return None
+
+
+@overload(log1p, target="cuda")
+def _cuda_log1p(x):
+    if _accepts(x):
+        return lambda x: math.log1p(x)
+    return None

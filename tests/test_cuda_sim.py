@@ -1,0 +1,70 @@
+"""The CUDA path without a GPU: the simulator suite and the device-compile suite.
+
+Numba reads ``NUMBA_ENABLE_CUDASIM`` once, at import, and the rest of the test session imports
+Numba for the CPU, so the simulator suite (``tests/cuda_sim_cases.py``) runs in a pytest process
+of its own; so does the compile suite (``tests/cuda_compile_cases.py``), which patches numba-cuda
+to compile for a GPU it does not have. Their names keep them out of this session's collection;
+their output is shown when they fail. Run them by hand with::
+
+    NUMBA_ENABLE_CUDASIM=1 python -m pytest tests/cuda_sim_cases.py
+    python -m pytest tests/cuda_compile_cases.py
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+
+needs_numba_cuda = pytest.mark.skipif(
+    importlib.util.find_spec("numba_cuda") is None, reason="numba-cuda is not installed"
+)
+
+
+def _pytest(path: Path, *, simulator: bool, timeout: float) -> None:
+    env = dict(os.environ)
+    env.pop("NUMBA_ENABLE_CUDASIM", None)
+    if simulator:
+        env["NUMBA_ENABLE_CUDASIM"] = "1"
+    command = [sys.executable, "-m", "pytest", str(path), "-q", "-p", "no:cacheprovider"]
+    try:
+        proc = subprocess.run(
+            command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
+        )
+    except subprocess.TimeoutExpired as exc:
+        output = (exc.stdout or b"")[-20000:]
+        pytest.fail(f"{path.name} did not finish in {timeout} s:\n{output!r}")
+    if proc.returncode != 0:
+        pytest.fail(
+            f"{path.name} failed (exit {proc.returncode}):\n"
+            f"{proc.stdout[-30000:]}\n{proc.stderr[-5000:]}",
+            pytrace=False,
+        )
+
+
+@needs_numba_cuda
+def test_simulator_suite():
+    """Every loss, reduction, dtype, layout and ``out=`` on the CUDA simulator."""
+    _pytest(HERE / "cuda_sim_cases.py", simulator=True, timeout=800)
+
+
+@needs_numba_cuda
+def test_device_compile_suite():
+    """Every generated kernel compiles for the CUDA target, without fast math."""
+    _pytest(HERE / "cuda_compile_cases.py", simulator=False, timeout=800)
+
+
+def test_device_module_imports_no_numba():
+    """``fastloss._cuda`` is pure Python: importing fastloss and it loads no Numba."""
+    code = (
+        "import sys, fastloss, fastloss._cuda; "
+        "assert 'numba' not in sys.modules, sorted(m for m in sys.modules if 'numba' in m)"
+    )
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, timeout=120)
