@@ -66,6 +66,7 @@ parallel_guard: contextlib.AbstractContextManager = _startup_lock
 
 _prepared = False
 _prepare_lock = threading.Lock()
+_prepare_owner: int | None = None  # the thread inside prepare(), which a fork must not wait for
 
 # Fork guard state. Kernels under tbb register in ``_inflight`` (list.append/pop are atomic);
 # a fork sets ``_fork_pending``, waits until ``_inflight`` is empty, forks, and clears it.
@@ -77,7 +78,7 @@ _fork_lock = threading.Lock()  # one fork at a time goes through the guard
 _fork_held: list = []  # the locks the fork in progress holds
 # After kernels drain, a fork under tbb waits this long more: TBB's worker threads go back to
 # sleep through a mutex that a child would inherit locked if the fork caught them there.
-_FORK_SETTLE = float(os.environ.get("_FASTLOSS_FORK_SETTLE", "0.002"))
+_FORK_SETTLE = 0.002
 
 
 class _ForkGuard:
@@ -227,20 +228,24 @@ def prepare() -> None:
     the main thread. Under other layers the pool starts at the first parallel launch, as usual
     (a process that never ran a parallel kernel may fork even under omp).
     """
-    global _prepared, tbb_library
+    global _prepared, _prepare_owner, tbb_library
     if _prepared:
         return
     with _prepare_lock:
         if _prepared:
             return
+        _prepare_owner = threading.get_ident()
         try:
             try:
                 import numba
+            except Exception:
+                numba = None
+            try:
                 from numba.core import config
 
                 config.reload_config()  # as the compiler would: env set since import counts
             except Exception:
-                numba = None
+                pass
             current = _current_layer()
             if current is not None:  # someone launched first: too late to choose
                 _set_layer(current)
@@ -254,7 +259,12 @@ def prepare() -> None:
                             after_launch()
         except Exception:
             pass
+        try:
+            _register_at_fork()
+        except Exception:
+            pass
         _prepared = True
+        _prepare_owner = None
 
 
 def _set_layer(name: str) -> None:
@@ -299,6 +309,8 @@ def _before_fork() -> None:
     try:
         deadline = time.monotonic() + FORK_WAIT_TIMEOUT
         for lock in (_fork_lock, _prepare_lock, _startup_lock):
+            if lock is _prepare_lock and _prepare_owner == threading.get_ident():
+                continue  # forking from inside prepare(): do not wait for ourselves
             if lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
                 _fork_held.append(lock)
         _fork_done.clear()
@@ -348,9 +360,17 @@ def _after_fork_in_child() -> None:
         pass
 
 
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(
-        before=_before_fork,
-        after_in_parent=_after_fork_in_parent,
-        after_in_child=_after_fork_in_child,
-    )
+def _register_at_fork() -> None:
+    """Install the fork hooks: at the end of the first prepare(), so after Numba's imports.
+
+    Python runs "before" hooks in reverse order of registration. Registered after ``logging``
+    (imported by Numba), ours run first, while the fork holds no other module's lock: a
+    thread still compiling a kernel may need ``logging``'s lock to finish, and the fork waits
+    for it.
+    """
+    if hasattr(os, "register_at_fork"):
+        os.register_at_fork(
+            before=_before_fork,
+            after_in_parent=_after_fork_in_parent,
+            after_in_child=_after_fork_in_child,
+        )
