@@ -136,7 +136,7 @@ def _unbroadcast(grad: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return grad.sum(axis=axes, keepdims=True).reshape(shape)
 
 
-def _check_out(out: object, shape: tuple[int, ...], dtype: np.dtype, name: str) -> np.ndarray:
+def check_out(out: object, shape: tuple[int, ...], dtype: np.dtype, name: str) -> np.ndarray:
     if not isinstance(out, np.ndarray):
         raise TypeError(f"{name}: expected a NumPy array, got {type(out).__name__}")
     if out.shape != shape:
@@ -221,7 +221,7 @@ def run(
         for j, i in enumerate(grad_index):
             if outs[j] is not None:
                 label = "out" if len(grad_index) == 1 else f"out[{j}]"
-                _check_out(outs[j], shapes[i], grad_dtypes[j], label)
+                check_out(outs[j], shapes[i], grad_dtypes[j], label)
 
     # Gradient buffers the kernel writes: the caller's ``out`` itself when it can be.
     grads: list[np.ndarray] = []

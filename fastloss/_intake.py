@@ -25,18 +25,19 @@ def legacy_reduction(size_average: bool | None, reduce: bool | None, reduction: 
     """torch's deprecated ``size_average``/``reduce`` pair, resolved as torch resolves it."""
     if size_average is None and reduce is None:
         return reduction
-    warnings.warn(
-        "size_average and reduce args will be deprecated, please use reduction='"
-        + ("sum" if (size_average is False and reduce is not False) else "mean")
-        + "' instead.",
-        UserWarning,
-        stacklevel=3,
-    )
     size_average = True if size_average is None else size_average
     reduce = True if reduce is None else reduce
     if size_average and reduce:
-        return "mean"
-    return "sum" if reduce else "none"
+        resolved = "mean"
+    else:
+        resolved = "sum" if reduce else "none"
+    warnings.warn(
+        f"size_average and reduce args will be deprecated, please use reduction='{resolved}' "
+        "instead.",
+        UserWarning,
+        stacklevel=3,
+    )
+    return resolved
 
 
 def check_nonnegative(value: object, name: str, *, strict: bool = False) -> float:

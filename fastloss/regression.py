@@ -407,18 +407,28 @@ def gaussian_nll_loss(
         if var < 0:
             raise ValueError(f"var: expected variances >= 0, got {var!r}")
     device = _device(input, target, var)
+    var_shape = None
     if not device:
         x = host_array(input, "input")
         if scalar_var:
             var = np.full(x.shape, var, dtype=compute_dtype(x.dtype, "input"))
         else:
             var = host_array(var, "var")
+            var_shape = var.shape
             var = _gaussian_var(var, x.shape)
             if var.dtype.kind in "fiub" and np.any(var < 0):
                 raise ValueError("var: expected variances >= 0, got negative entries")
         input = x
     elif not scalar_var:
+        var_shape = tuple(var.shape)
         var = _gaussian_var(var, tuple(getattr(input, "shape", ())))
+    unsqueezed = var_shape is not None and tuple(var.shape) != var_shape
+    var_out = None
+    if unsqueezed and isinstance(out, tuple | list) and len(out) == 2 and out[1] is not None:
+        var_out = out[1]
+        if tuple(var_out.shape) != var_shape:
+            raise ValueError(f"out[1]: expected shape {var_shape}, got {tuple(var_out.shape)}")
+        out = (out[0], var_out[..., None])  # a view: the kernel writes into the caller's array
     result = _loss(
         ("regression", "GAUSSIAN_NLL"),
         {"input": input, "target": target, "var": var},
@@ -428,10 +438,15 @@ def gaussian_nll_loss(
         return_grad=return_grad,
         out=out,
     )
-    if return_grad and scalar_var:
-        loss, (grad_input, _) = result
-        return loss, (grad_input, None)
-    return result
+    if not return_grad:
+        return result
+    loss, (grad_input, grad_var) = result
+    if scalar_var:
+        grad_var = None
+    elif unsqueezed:
+        # torch gives var.grad in var's own shape
+        grad_var = var_out if var_out is not None else grad_var.reshape(var_shape)
+    return loss, (grad_input, grad_var)
 
 
 def rmse_loss(
@@ -461,6 +476,20 @@ def rmse_loss(
     reduction = check_reduction(reduction)
     if reduction == "none":
         return l1_loss(input, target, reduction="none", return_grad=return_grad, out=out)
+    if return_grad and not _device(input, target):
+        x = host_array(input, "input")
+        if x.dtype == np.float16:
+            # dS/dx = 2 d can overflow float16 before the 1 / (2 sqrt(S)) scale brings it
+            # back: compute in float32, round the final gradient once.
+            if out is not None:
+                _elementwise.check_out(out, x.shape, x.dtype, "out")
+            root, grad = rmse_loss(
+                x.astype(np.float32), target, reduction=reduction, return_grad=True
+            )
+            if out is None:
+                return root, grad.astype(np.float16)
+            np.copyto(out, grad, casting="same_kind")
+            return root, out
     result = mse_loss(input, target, reduction=reduction, return_grad=return_grad, out=out)
     if not return_grad:
         return _sqrt(result)

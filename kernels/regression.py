@@ -183,8 +183,9 @@ def msle_value_grad(x, t, eps):
     one = const(x, 1.0)
     xc = eps if x < eps else x
     r = log(xc + one) - log((eps if t < eps else t) + one)
-    mask = one if x > eps else (const(x, 0.5) if x == eps else const(x, 0.0))
-    return r * r, (r + r) * mask / (xc + one)
+    g = (r + r) / (xc + one)
+    # Selected, not multiplied by a 0/1 mask: below eps the gradient is 0 even where r is NaN.
+    return r * r, (g if x > eps else (const(x, 0.5) * g if x == eps else const(x, 0.0)))
 
 
 # --- absolute percentage error (as Keras): 100 |(t - x) / max(|t|, eps)| -----------------------

@@ -29,6 +29,6 @@ def _const_overload(x, value):
 
 @njit(**POINT_OPTIONS)
 def sign(d):
-    """torch's sign: -1, 0 or 1 in the precision of ``d``; NaN for NaN."""
+    """torch's sign: -1, 0 or 1 in the precision of ``d``; 0 for NaN, as ``torch.sign``."""
     one = const(d, 1.0)
-    return one if d > 0 else (-one if d < 0 else d * const(d, 0.0))
+    return one if d > 0 else (-one if d < 0 else const(d, 0.0))
