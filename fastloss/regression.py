@@ -416,7 +416,8 @@ def gaussian_nll_loss(
             var = host_array(var, "var")
             var_shape = var.shape
             var = _gaussian_var(var, x.shape)
-            if var.dtype.kind in "fiub" and np.any(var < 0):
+            # fmin skips NaN (torch's any(var < 0) does too) and allocates nothing
+            if var.dtype.kind in "fiub" and var.size and np.fmin.reduce(var, axis=None) < 0:
                 raise ValueError("var: expected variances >= 0, got negative entries")
         input = x
     elif not scalar_var:

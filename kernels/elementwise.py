@@ -43,6 +43,8 @@ import numba
 
 # Elements per reduction block: fixed, never derived from the thread count.
 BLOCK = 1 << 16
+# Elements per stage of a staged sum (see ElementwiseSpec.staged_sum): fits in L1 cache.
+STAGE = 1 << 10
 
 KINDS = ("reduce_value", "reduce_value_grad", "map_value", "map_value_grad")
 
@@ -67,6 +69,10 @@ class ElementwiseSpec:
         Names of runtime scalar parameters, passed in the compute dtype.
     flags
         Names of compile-time boolean options; each combination is its own kernel module.
+    staged_sum
+        Reduce in two loops per stage of ``STAGE`` elements: the element loop stores the losses,
+        a second loop adds them in float64. For losses whose element work is heavy (exp, log):
+        a float64 accumulator in the element loop halves its float32 vector width.
 
     Specs compare and hash by identity: each is declared once, in its family's module.
     """
@@ -78,6 +84,7 @@ class ElementwiseSpec:
     grads: tuple[int, ...] = (0,)
     params: tuple[str, ...] = ()
     flags: tuple[str, ...] = ()
+    staged_sum: bool = False
 
 
 def _source_hash() -> str:
@@ -146,9 +153,12 @@ def _kernel_source(spec: ElementwiseSpec, kind: str, parallel: bool, weighted: b
     signature, arrays = _args(spec, kind, weighted)
     with_grad = kind.endswith("grad")
     reduce = kind.startswith("reduce")
+    staged = reduce and spec.staged_sum
     grads = [f"g{j}" for j in range(len(spec.grads))]
     sliced = arrays + (["loss"] if not reduce else []) + (grads if with_grad else [])
-    point_args = [f"s_{a}[i]" for a in arrays if a != "w"]
+    # The element loop reads s_<name>[i]: the block's slice, or the stage's slice of it.
+    view = "t_" if staged else "s_"
+    point_args = [f"{view}{a}[i]" for a in arrays if a != "w"]
     point_args += [f"p{i}" for i in range(len(spec.params))]
     point_args += [f"FLAG_{f.upper()}" for f in spec.flags]
     derivs = [f"d{j}" for j in range(len(spec.grads))]
@@ -171,27 +181,43 @@ def _kernel_source(spec: ElementwiseSpec, kind: str, parallel: bool, weighted: b
     lines += [f"        s_{a} = {a}[lo:hi]" for a in sliced]
     if reduce:
         lines.append("        acc = 0.0")
-    lines.append("        for i in range(hi - lo):")
+    body = []
     if with_grad:
-        lines.append(f"            v, {', '.join(derivs)} = value_grad({', '.join(point_args)})")
+        body.append(f"v, {', '.join(derivs)} = value_grad({', '.join(point_args)})")
     else:
-        lines.append(f"            v = value({', '.join(point_args)})")
+        body.append(f"v = value({', '.join(point_args)})")
     if weighted:
-        lines.append("            v = v * s_w[i]")
-        lines += [f"            {d} = {d} * s_w[i]" for d in derivs] if with_grad else []
+        body.append(f"v = v * {view}w[i]")
+        body += [f"{d} = {d} * {view}w[i]" for d in derivs] if with_grad else []
     if with_grad:
-        lines += [f"            s_g{j}[i] = d{j} * scale" for j in range(len(spec.grads))]
-    if reduce:
-        lines.append("            acc += np.float64(v)")
-        lines.append("        partials[b] = acc")
+        body += [f"{view}g{j}[i] = d{j} * scale" for j in range(len(spec.grads))]
+    if staged:
+        # The element loop stays in the input's precision (full vector width) and stores the
+        # losses; a second loop adds them in float64, in the same fixed order every run.
         lines += [
+            "        stage = np.empty(STAGE, a0.dtype)",
+            "        for c in range(0, hi - lo, STAGE):",
+            "            e = min(c + STAGE, hi - lo)",
+        ]
+        lines += [f"            t_{a} = s_{a}[c:e]" for a in sliced]
+        lines.append("            for i in range(e - c):")
+        lines += ["                " + line for line in body + ["stage[i] = v"]]
+        lines += [
+            "            for i in range(e - c):",
+            "                acc += np.float64(stage[i])",
+        ]
+    else:
+        lines.append("        for i in range(hi - lo):")
+        lines += ["            " + line for line in body]
+        lines.append("            acc += np.float64(v)" if reduce else "            s_loss[i] = v")
+    if reduce:
+        lines += [
+            "        partials[b] = acc",
             "    total = 0.0",
             "    for b in range(nblocks):",
             "        total += partials[b]",
             "    return total",
         ]
-    else:
-        lines.append("            s_loss[i] = v")
     return "\n".join(lines) + "\n"
 
 
@@ -209,6 +235,7 @@ def module_source(spec: ElementwiseSpec, flags: tuple[bool, ...], weighted: bool
         f"from {value_grad.__module__} import {value_grad.__name__} as value_grad",
         "",
         f"BLOCK = {BLOCK}",
+        f"STAGE = {STAGE}",
     ]
     for name, v in zip(spec.flags, flags, strict=True):
         header.append(f"FLAG_{name.upper()} = {bool(v)}")

@@ -184,8 +184,9 @@ def msle_value_grad(x, t, eps):
     xc = eps if x < eps else x
     r = log(xc + one) - log((eps if t < eps else t) + one)
     g = (r + r) / (xc + one)
-    # Selected, not multiplied by a 0/1 mask: below eps the gradient is 0 even where r is NaN.
-    return r * r, (g if x > eps else (const(x, 0.5) * g if x == eps else const(x, 0.0)))
+    # torch's maximum() backward: 0 where x < eps (even where r is NaN), half at a tie, and
+    # the full gradient elsewhere, NaN x included.
+    return r * r, (const(x, 0.0) if x < eps else (const(x, 0.5) * g if x == eps else g))
 
 
 # --- absolute percentage error (as Keras): 100 |(t - x) / max(|t|, eps)| -----------------------
@@ -213,6 +214,7 @@ POISSON_NLL = ElementwiseSpec(
     poisson_nll_value_grad,
     params=("eps",),
     flags=("log_input", "full"),
+    staged_sum=True,
 )
 GAUSSIAN_NLL = ElementwiseSpec(
     "gaussian_nll",
@@ -222,7 +224,8 @@ GAUSSIAN_NLL = ElementwiseSpec(
     grads=(0, 2),
     params=("eps",),
     flags=("full",),
+    staged_sum=True,
 )
-LOG_COSH = ElementwiseSpec("log_cosh", log_cosh_value, log_cosh_value_grad)
-MSLE = ElementwiseSpec("msle", msle_value, msle_value_grad, params=("eps",))
+LOG_COSH = ElementwiseSpec("log_cosh", log_cosh_value, log_cosh_value_grad, staged_sum=True)
+MSLE = ElementwiseSpec("msle", msle_value, msle_value_grad, params=("eps",), staged_sum=True)
 MAPE = ElementwiseSpec("mape", mape_value, mape_value_grad, params=("eps",))

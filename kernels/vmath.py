@@ -14,85 +14,106 @@ Usage, from any ``@njit`` function::
     def softplus(x):
         return log1p(exp(-abs(x))) + max(x, 0.0)
 
-Types: a float32 argument gives a float32 result computed in float32 arithmetic (16 lanes per
-AVX-512 register); a float64 argument gives a float64 result; an integer argument is converted
-to float64 first. Called from plain Python (as the CUDA simulator runs device code) the functions
-return NumPy's value for the argument. ``kernels/cuda/vmath.py`` maps them to libdevice on the
-CUDA target.
+Types: a float32 argument gives a float32 result computed in float32 arithmetic (8 lanes per
+256-bit register, the vector width LLVM prefers on AVX-512 machines); a float64 argument gives a
+float64 result; an integer argument is converted to float64 first. Called from plain Python (as
+the CUDA simulator runs device code) the functions return NumPy's value for the argument.
+``kernels/cuda/vmath.py`` maps them to libdevice on the CUDA target.
 
 Edge cases are NumPy's, never an exception: ``exp`` overflows to ``inf`` and underflows through
 the subnormals to ``0``, ``exp(-inf) = 0``; ``log(0) = -inf``, ``log(x < 0) = nan``,
 ``log(inf) = inf``; ``log1p(-1) = -inf``, ``log1p(x < -1) = nan``, ``log1p(-0.0) = -0.0``; NaN in
 gives NaN out.
 
-Accuracy, measured by ``tests/test_vmath.py`` inside a fastmath ``prange`` kernel on an AVX-512
-machine, in ulps of the result against a reference that is exact to well below an ulp (the
-float64 functions of NumPy for float32, ``np.longdouble`` for float64), over every 97th float32
-bit pattern, all float32 inputs near the thresholds and dense random float64 samples:
+Accuracy: largest error in ulps of the exact result, measured inside a fast-math ``prange``
+kernel on an x86-64 machine with AVX-512 and FMA. float32: all 2**32 inputs, against the float64
+libm functions rounded to float32 (which also agree with ours on every overflow, underflow, zero,
+inf and NaN). float64: 14 million points (random bit patterns, uniform and log-uniform samples of
+the interesting ranges, the thresholds), against ``np.longdouble``. ``tests/test_vmath.py``
+asserts at most 1 ulp on a subset.
 
-==========  =========  =========
-function    float32    float64
-==========  =========  =========
-``exp``     0.89       0.88
-``log``     0.87       0.85
-``log1p``   0.92       0.87
-==========  =========  =========
+==========  ===============  ===========  ==================  ===========
+function    float32 (ours)   float32      float64 (ours)      float64
+                             (NumPy 2.4)                      (NumPy 2.4)
+==========  ===============  ===========  ==================  ===========
+``exp``     0.902            2.34         0.912               0.51
+``log``     0.890            3.62         0.820               0.52
+``log1p``   0.978            0.82         0.792               0.82
+==========  ===============  ===========  ==================  ===========
 
-For comparison NumPy's own float32 functions are off by up to about 0.5-3 ulps on the same points
-(its AVX-512 float32 log is the least accurate); our distance to NumPy's result is tested too.
+(NumPy's float32 ``exp`` and ``log`` are its AVX-512 code; ours are closer to the exact result
+than NumPy is, and at most 4 ulps from NumPy's float32 result, 1 ulp from its float64 result.)
 Subnormal results of ``exp`` are within one ulp of the subnormal grid.
 
 Numerical choices
 -----------------
-All functions are compiled with ``error_model="numpy"`` and only the ``contract`` fast-math flag
-(FMA contraction, which only improves accuracy here), whatever flags the caller uses: the range
-reductions depend on each operation being rounded as written, so ``reassoc`` must not touch them.
-The fast-math flags are set per instruction, so inlining into a caller compiled with ``reassoc``
-does not change these instructions.
+All functions are compiled with ``error_model="numpy"``, ``forceinline=True`` (LLVM's inliner
+left the larger ``log1p`` as a call, which stops the loop from vectorising) and only the
+``contract`` fast-math flag (FMA contraction), whatever flags the caller uses: the range
+reductions depend on each operation being rounded as written, so ``reassoc`` must not touch
+them. The fast-math flags are set per instruction, so inlining into a caller compiled with
+``reassoc`` does not change these instructions. On a CPU without FMA the last bit can differ;
+the bounds above hold with FMA, and the analysis below does not depend on it.
 
-The polynomial coefficients are minimax (Remez exchange, run in 60-digit ``mpmath`` arithmetic)
-for the relative error of the final result, then rounded to the working precision; the quoted
-bounds are the minimax error before that rounding. Rounding errors of the evaluation, not the
-approximations, dominate the figures above.
+The polynomial coefficients are minimax for the relative error of the final result, derived
+for this module with the Remez exchange algorithm in 60-digit ``mpmath`` arithmetic (weighted
+equioscillation on a 4000-point Chebyshev grid, extrema refined by golden-section search), then
+rounded to the working precision; the quoted bounds are the minimax errors before that
+rounding (rounding the float32 coefficients raises them by at most 0.3 bits). For ``exp`` the
+fitted function is ``(e**r - 1 - r) / r**2`` with weight ``r**2 / e**r``; for float32 ``log``,
+``(log1p(f) - f + f**2/2) / f**3`` with weight ``f**3 / log1p(f)``; for float64 ``log``,
+``T(z) = (2 atanh(s) - 2s) / s**3`` with weight ``s**3 / (2 atanh(s))``. Rounding errors of the
+evaluation, not the approximations, dominate the figures above. The polynomials are evaluated
+with Estrin's scheme (pairs ``c0 + c1 x`` combined with ``x**2``, ``x**4``) rather than Horner's:
+the chain of dependent multiply-adds is about half as long, which is what limits a vectorised
+loop here (measured in cache, one core: float64 ``exp`` 2.4 -> 1.9 ns per element, float32
+``log`` 1.1 -> 0.9 ns).
 
 ``exp``
-    ``n = rint(x / ln 2)`` is taken from the low bits of ``x * log2(e) + 1.5 * 2**p`` (``p`` the
-    mantissa width), which also gives ``n`` as an integer without a float-to-int conversion
-    (that conversion is undefined for NaN in LLVM). ``r = x - n ln 2`` is computed with ln 2 in
-    two parts (Cody-Waite): the high part has few enough bits that ``n * ln2_hi`` is exact for
-    every ``n`` reachable, and ``x - n * ln2_hi`` is exact by Sterbenz's lemma, so ``r`` has one
-    rounding. ``|r| <= 0.3466``. ``exp(r) = 1 + r + r**2 Q(r)`` with ``Q`` of degree 4 (float32;
-    relative error ``2**-28.3``) or 9 (float64; ``2**-57.9``); the big term 1 is added last so the
-    rounding of the small part is scaled down. The result is ``p * 2**n1 * 2**n2`` with
-    ``n1 = n >> 1``, ``n2 = n - n1``: both factors are normal numbers for every ``n`` from the
-    underflow to the overflow threshold, so the first product is exact and the second rounds once,
-    into the subnormals or to ``inf`` as IEEE arithmetic does. ``x`` is clamped to a range a
-    little wider than the finite results first, so ``inf`` and ``-inf`` need no special case and
-    NaN passes through the arithmetic.
+    ``n = rint(x / ln 2)`` is taken from the low bits of ``t = x * log2(e) + 1.5 * 2**p`` (``p``
+    the mantissa width), which also gives ``n`` as an integer without a float-to-int conversion
+    (undefined for NaN in LLVM). ``r = x - n ln 2`` uses ln 2 in two parts (Cody-Waite): the high
+    part has few enough bits that ``n * ln2_hi`` is exact for every reachable ``n``, and
+    ``x - n * ln2_hi`` is exact by Sterbenz's lemma; ``r`` is then rounded once, and what that
+    rounding dropped (``r_lo``) is added back inside the polynomial. ``|r| <= 0.3466``.
+    ``exp(r) = 1 + (r + (r**2 Q(r) + r_lo))`` with ``Q`` of degree 4 (float32; relative error
+    ``2**-28.3``) or 9 (float64; ``2**-57.9``): the big term 1 is added last, so the rounding of
+    the small part is scaled down. The result is ``p * 2**n1 * 2**n2`` with ``n1 = n >> 1``,
+    ``n2 = n - n1``: both factors are normal numbers for every ``n`` from the underflow to the
+    overflow threshold, so the first product is exact and the second rounds once, into the
+    subnormals or to ``inf``, as IEEE arithmetic does. ``x`` is first clamped to a range a little
+    wider than that of the finite results, so ``+-inf`` need no special case, and NaN passes
+    through the arithmetic.
 ``log``
     Subnormal ``x`` is scaled by ``2**p`` first. ``x = 2**k m`` with ``m`` in
     ``[sqrt(1/2), sqrt(2))``: subtracting the bits of ``sqrt(1/2)`` from the bits of ``x`` and
     shifting gives ``k`` directly, and ``m`` is rebuilt from the bits; ``f = m - 1`` is exact,
-    ``f`` in ``[-0.2929, 0.4142]``. ``log x = k ln2_hi + (log1p(f) + k ln2_lo)``, adding the
-    largest term last.
+    ``f`` in ``[-0.2929, 0.4142]``. ``log x = k ln 2 + log1p(f)`` is summed as
+    ``hi + (small + k ln2_lo + e)``, where ``hi = k ln2_hi + f`` and ``e`` its rounding error
+    (Fast2Sum: ``|k ln2_hi| > |f|`` unless ``k = 0``) and ``small = log1p(f) - f``, so the
+    cancellation between ``k ln 2`` and ``f`` for ``k = +-1`` costs nothing and only ``small``
+    and the final sum carry rounding errors.
 
-    float32: ``log1p(f) = f - f**2/2 + f**3 P(f)``, ``P`` of degree 7 (relative error
-    ``2**-27.4``). A pure polynomial avoids a division, which at 16 lanes costs more than the
-    extra multiply-adds.
+    float32: ``small = f**2 (f P(f) - 1/2)``, ``P`` of degree 7 (relative error of ``log1p(f)``
+    ``2**-27.4``). A pure polynomial avoids a division, which costs more than the extra
+    multiply-adds.
 
-    float64: a polynomial in ``f`` would need degree ~30, so ``s = f / (2 + f)`` (one division),
-    ``log1p(f) = 2 atanh(s) = 2s + s R(s**2)``, written as
-    ``f - (f**2/2 - s (f**2/2 + R))`` so that the exact ``f`` is the leading term (the identity
-    ``2s = f - s f`` makes the two equal); ``R(z) = z T(z)`` with ``T`` of degree 6 on
-    ``z <= 0.02944`` (relative error of ``log1p(f)`` ``2**-59.5``).
+    float64: a polynomial in ``f`` would need degree ~30, so ``s = f / (2 + f)`` (one division)
+    and ``log1p(f) = 2 atanh(s) = 2s + s z T(z)``, ``z = s**2``, written with the identity
+    ``2s = f - s f`` as ``f - (f**2/2 - s (f**2/2 + z T(z)))`` so that the exact ``f`` is the
+    leading term; ``T`` of degree 6 on ``z <= 0.02944`` (relative error of ``log1p(f)``
+    ``2**-59.5``).
 ``log1p``
-    ``u = 1 + x`` rounded, with its rounding error ``c`` recovered exactly (Fast2Sum, ordered by
-    ``|x| <= 1``). ``u`` is reduced as in ``log`` (it is never subnormal for ``x > -1``), and
-    ``log1p(x) = log(u) + c / u``. The correction is ``c 2**-k / (1 + f)`` with ``1 / (1 + f)``
-    replaced by its Taylor polynomial of degree 3 (float32) or 4 (float64): ``|c 2**-k|`` is at
-    most half an ulp of 1, so the relative error of that polynomial (2 % and 1 % at the end of the
-    interval) costs under 0.05 ulp, and no division is needed. ``x`` so small that ``u == 1``
-    gives ``c == x`` and the exact answer.
+    ``u = 1 + x`` rounded, with its rounding error ``c`` recovered exactly (Fast2Sum, larger
+    operand first). ``u`` is reduced as in ``log`` (it is never subnormal for ``x > -1``). For
+    ``k`` in ``{-1, 0, 1}`` (``x`` in ``[-0.65, 1.83)``) ``f = (1 + x) 2**-k - 1`` is computed
+    from ``x`` itself as ``x s + (s - 1)``, ``s = 2**-k``: exact for ``k = 0`` (``f = x``: tiny
+    ``x`` gives ``x`` back exactly) and ``k = -1``, and for ``k = 1`` its rounding error is kept
+    (Fast2Sum); no correction for ``c`` is needed. Otherwise ``log1p(x) = log(u) + c / u``, the
+    correction being ``c 2**-k / (1 + f)`` with ``1 / (1 + f)`` replaced by its Taylor
+    polynomial of degree 3 (float32) or 4 (float64): ``|c 2**-k|`` is at most half an ulp of 1
+    and ``|log1p(x)| > 1``, so that polynomial's relative error (under 2 %) costs under 0.02 ulp,
+    and no division is needed.
 
 Notes
 -----
@@ -185,7 +206,9 @@ def _as_float(typingctx, i):
 # Constants. Every constant used in float32 code is a float32: numba would otherwise promote the
 # arithmetic to float64. Integer arithmetic is promoted to int64 by numba whatever the operand
 # types, so the float32 code casts each integer result back with np.int32 (_i4); LLVM then
-# narrows the operation itself to 32 bits (16 lanes per register instead of 8).
+# narrows the operation itself to 32 bits (twice the lanes). Computed in int64, the float32 code's
+# integer operations cannot overflow (numba's signed arithmetic is `nsw`, overflow is poison);
+# the float64 code is written so that they cannot either.
 
 _f4 = np.float32
 _i4 = np.int32
@@ -206,6 +229,8 @@ _F32_LN2_LO = _f4(float.fromhex("0x1.7f7d1cp-20"))  # ln 2 - hi, rounded
 _F32_SHIFT = _f4(1.5 * 2.0**23)
 _F32_SHIFT_BITS = _i4(0x4B400000)  # bits of _F32_SHIFT
 _F32_EXP_MAX = _f4(89.0)  # above log(FLT_MAX) = 88.72: exp overflows to inf
+# The largest float32 whose exp is finite; every float32 above it overflows
+_F32_EXP_OVERFLOW = _f4(88.72283172607422)
 _F32_EXP_MIN = _f4(-104.0)  # below log(2**-150) = -103.97: exp rounds to 0
 _F32_TINY = _f4(2.0**-126)  # smallest normal
 _F32_TWO23 = _f4(2.0**23)
@@ -241,13 +266,15 @@ _F64_LOG2E = 1.0 / _LN2
 _F64_LN2_HI = float.fromhex("0x1.62e42fefa38p-1")  # 42 significant bits: n * hi exact, |n| < 2**11
 _F64_LN2_LO = float.fromhex("0x1.ef35793c7673p-45")  # ln 2 - hi, rounded
 _F64_SHIFT = 1.5 * 2.0**52
-_F64_SHIFT_BITS = 0x4338000000000000  # bits of _F64_SHIFT
 _F64_EXP_MAX = 710.0  # above log(DBL_MAX) = 709.78
+# The largest float64 whose exp is finite; every float64 above it overflows
+_F64_EXP_OVERFLOW = 709.782712893384
 _F64_EXP_MIN = -746.0  # below log(2**-1075) = -745.13
 _F64_TINY = 2.0**-1022
 _F64_TWO54 = 2.0**54
 _F64_SQRT_HALF_BITS = 0x3FE6A09E667F3BCD  # bits of sqrt(1/2) rounded to float64
 _I64_K_CLAMP = 1000
+_I64_ABS_MASK = 0x7FFFFFFFFFFFFFFF
 
 # exp(r) = 1 + r + r**2 * Q(r), |r| <= 0.3466: minimax for the relative error, 2**-57.94.
 _F64_EXP_Q0 = 0.5000000000000011
@@ -293,15 +320,16 @@ def _exp_f32(x):
     a = xc - nf * _F32_LN2_HI  # exact
     r = a - nf * _F32_LN2_LO
     r_lo = (a - r) - nf * _F32_LN2_LO  # what the rounding of r dropped
-    q = _F32_EXP_Q3 + r * _F32_EXP_Q4
-    q = _F32_EXP_Q2 + r * q
-    q = _F32_EXP_Q1 + r * q
-    q = _F32_EXP_Q0 + r * q
-    p = _F32_ONE + (r + ((r * r) * q + r_lo))
+    r2 = r * r
+    q = (_F32_EXP_Q0 + r * _F32_EXP_Q1) + r2 * ((_F32_EXP_Q2 + r * _F32_EXP_Q3) + r2 * _F32_EXP_Q4)
+    p = _F32_ONE + (r + (r2 * q + r_lo))
     n1 = _i4(n >> _I32_ONE)
     s1 = _as_float(_i4((n1 + _I32_BIAS) << _I32_MANT))
     s2 = _as_float(_i4((n - n1 + _I32_BIAS) << _I32_MANT))
-    return (p * s1) * s2
+    # Overflow chosen by a select, not left to the last multiply: a caller's `exp(x) - y` may
+    # contract that multiply into an FMA whose exact product never overflows (-inf, not NaN,
+    # for exp(inf) - inf). A select keeps `inf - y` exact and still vectorises.
+    return _F32_INF if x > _F32_EXP_OVERFLOW else (p * s1) * s2
 
 
 def _exp_f64(x):
@@ -311,25 +339,27 @@ def _exp_f64(x):
     if xc < _F64_EXP_MIN:
         xc = _F64_EXP_MIN
     t = xc * _F64_LOG2E + _F64_SHIFT
-    n = _as_int(t) - _F64_SHIFT_BITS
+    # n from the low 12 bits of t (|n| < 2048), so that no integer operation below can overflow
+    # (numba's signed arithmetic is `nsw`: an overflow, even for NaN, would be poison)
+    n = ((_as_int(t) & 4095) ^ 2048) - 2048
     nf = t - _F64_SHIFT
     a = xc - nf * _F64_LN2_HI  # exact
     r = a - nf * _F64_LN2_LO
     r_lo = (a - r) - nf * _F64_LN2_LO  # what the rounding of r dropped
-    q = _F64_EXP_Q8 + r * _F64_EXP_Q9
-    q = _F64_EXP_Q7 + r * q
-    q = _F64_EXP_Q6 + r * q
-    q = _F64_EXP_Q5 + r * q
-    q = _F64_EXP_Q4 + r * q
-    q = _F64_EXP_Q3 + r * q
-    q = _F64_EXP_Q2 + r * q
-    q = _F64_EXP_Q1 + r * q
-    q = _F64_EXP_Q0 + r * q
-    p = 1.0 + (r + ((r * r) * q + r_lo))
+    # Q(r) by Estrin's scheme: a dependency chain of 4 multiply-adds instead of Horner's 9
+    r2 = r * r
+    r4 = r2 * r2
+    q01 = _F64_EXP_Q0 + r * _F64_EXP_Q1
+    q23 = _F64_EXP_Q2 + r * _F64_EXP_Q3
+    q45 = _F64_EXP_Q4 + r * _F64_EXP_Q5
+    q67 = _F64_EXP_Q6 + r * _F64_EXP_Q7
+    q89 = _F64_EXP_Q8 + r * _F64_EXP_Q9
+    q = (q01 + r2 * q23) + r4 * ((q45 + r2 * q67) + r4 * q89)
+    p = 1.0 + (r + (r2 * q + r_lo))
     n1 = n >> 1
     s1 = _as_float((n1 + 1023) << 52)
     s2 = _as_float((n - n1 + 1023) << 52)
-    return (p * s1) * s2
+    return _INF if x > _F64_EXP_OVERFLOW else (p * s1) * s2  # see _exp_f32
 
 
 @register_jitable(**_IMPL_OPTIONS)
@@ -342,14 +372,14 @@ def _log_finish_f32(k, f, tail):
     nothing; the rest is small and is rounded once more at the end.
     """
     kf = _f4(k)
-    p = _F32_LOG_P6 + f * _F32_LOG_P7
-    p = _F32_LOG_P5 + f * p
-    p = _F32_LOG_P4 + f * p
-    p = _F32_LOG_P3 + f * p
-    p = _F32_LOG_P2 + f * p
-    p = _F32_LOG_P1 + f * p
-    p = _F32_LOG_P0 + f * p
-    rest = (f * f) * (f * p - _F32_HALF) + (kf * _F32_LN2_LO + tail)
+    f2 = f * f
+    f4 = f2 * f2
+    p01 = _F32_LOG_P0 + f * _F32_LOG_P1
+    p23 = _F32_LOG_P2 + f * _F32_LOG_P3
+    p45 = _F32_LOG_P4 + f * _F32_LOG_P5
+    p67 = _F32_LOG_P6 + f * _F32_LOG_P7
+    p = (p01 + f2 * p23) + f4 * (p45 + f2 * p67)
+    rest = f2 * (f * p - _F32_HALF) + (kf * _F32_LN2_LO + tail)
     hi = kf * _F32_LN2_HI + f
     rest = rest + (f - (hi - kf * _F32_LN2_HI))
     return hi + rest
@@ -365,12 +395,11 @@ def _log_finish_f64(k, f, tail):
     kf = np.float64(k)
     s = f / (2.0 + f)
     z = s * s
-    t = _F64_LOG_T5 + z * _F64_LOG_T6
-    t = _F64_LOG_T4 + z * t
-    t = _F64_LOG_T3 + z * t
-    t = _F64_LOG_T2 + z * t
-    t = _F64_LOG_T1 + z * t
-    t = _F64_LOG_T0 + z * t
+    z2 = z * z
+    t01 = _F64_LOG_T0 + z * _F64_LOG_T1
+    t23 = _F64_LOG_T2 + z * _F64_LOG_T3
+    t45 = _F64_LOG_T4 + z * _F64_LOG_T5
+    t = (t01 + z2 * t23) + (z2 * z2) * (t45 + z2 * _F64_LOG_T6)
     hfsq = 0.5 * (f * f)
     rest = (s * (hfsq + z * t) + (kf * _F64_LN2_LO + tail)) - hfsq
     hi = kf * _F64_LN2_HI + f
@@ -436,7 +465,7 @@ def _log_f64(x):
     if x < _F64_TINY:
         xs = x * _F64_TWO54
         k0 = -54
-    ix = _as_int(xs)
+    ix = _as_int(xs) & _I64_ABS_MASK  # sign dropped: no overflow below (x < 0 is nan anyway)
     k = (ix - _F64_SQRT_HALF_BITS) >> 52
     f = _as_float(ix - (k << 52)) - 1.0
     y = _log_finish_f64(k + k0, f, 0.0)
@@ -454,7 +483,7 @@ def _log1p_f64(x):
     c = x - (u - 1.0)
     if not (x <= 1.0):
         c = 1.0 - (u - x)
-    iu = _as_int(u)
+    iu = _as_int(u) & _I64_ABS_MASK
     k = (iu - _F64_SQRT_HALF_BITS) >> 52
     f = _as_float(iu - (k << 52)) - 1.0
     kc = k
