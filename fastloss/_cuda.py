@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fastloss._intake import broadcast_shape, compute_dtype
+from fastloss._intake import broadcast_shape, compute_dtype, split_out
 
 _backend: tuple | None = None
 _backend_lock = threading.Lock()
@@ -451,17 +451,7 @@ def _check_out(
 ) -> list[_Operand | None]:
     """The caller's ``out`` as one operand (or None) per gradient, checked like the CPU
     path checks it."""
-    outs: list[object] = [None] * len(shapes)
-    if out is None:
-        return outs
-    if not return_grad:
-        raise ValueError("out: receives the gradient, so it needs return_grad=True")
-    if isinstance(out, tuple | list):
-        if len(out) != len(shapes):
-            raise ValueError(f"out: expected {len(shapes)} arrays, got {len(out)}")
-        outs = list(out)
-    else:
-        outs[0] = out
+    outs = split_out(out, return_grad, len(shapes))
     for j, target in enumerate(outs):
         if target is None:
             continue

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from fastloss import _threading
-from fastloss._intake import broadcast_shape
+from fastloss._intake import broadcast_shape, split_out
 
 # Below this many elements a serial kernel runs: a parallel launch costs microseconds that a
 # small input does not repay. Both variants give the same bits (same block code).
@@ -208,20 +208,11 @@ def run(
     grad_index = kernel_spec.grads
     if grad_dtypes is None:
         grad_dtypes = [dtype] * len(grad_index)
-    outs: list[object] = [None] * len(grad_index)
-    if out is not None:
-        if not return_grad:
-            raise ValueError("out: receives the gradient, so it needs return_grad=True")
-        if isinstance(out, tuple | list):
-            if len(out) != len(grad_index):
-                raise ValueError(f"out: expected {len(grad_index)} arrays, got {len(out)}")
-            outs = list(out)
-        else:
-            outs[0] = out
-        for j, i in enumerate(grad_index):
-            if outs[j] is not None:
-                label = "out" if len(grad_index) == 1 else f"out[{j}]"
-                check_out(outs[j], shapes[i], grad_dtypes[j], label)
+    outs = split_out(out, return_grad, len(grad_index))
+    for j, i in enumerate(grad_index):
+        if outs[j] is not None:
+            label = "out" if len(grad_index) == 1 else f"out[{j}]"
+            check_out(outs[j], shapes[i], grad_dtypes[j], label)
 
     # Gradient buffers the kernel writes: the caller's ``out`` itself when it can be.
     grads: list[np.ndarray] = []

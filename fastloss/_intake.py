@@ -52,6 +52,25 @@ def check_nonnegative(value: object, name: str, *, strict: bool = False) -> floa
     return number
 
 
+def split_out(out: object, return_grad: bool, count: int) -> list:
+    """The caller's ``out`` as one entry (an array or None) per gradient.
+
+    ``out`` is None, one array (the first gradient's) or a sequence of ``count`` entries; it
+    receives gradients, so it needs ``return_grad=True``.
+    """
+    outs: list = [None] * count
+    if out is None:
+        return outs
+    if not return_grad:
+        raise ValueError("out: receives the gradient, so it needs return_grad=True")
+    if isinstance(out, tuple | list):
+        if len(out) != count:
+            raise ValueError(f"out: expected {count} arrays, got {len(out)}")
+        return list(out)
+    outs[0] = out
+    return outs
+
+
 def is_device_array(x: object) -> bool:
     """True for CuPy arrays, anything exposing ``__cuda_array_interface__`` and the CUDA
     simulator's device arrays."""

@@ -250,6 +250,21 @@ _modules: dict[tuple, ModuleType] = {}
 _lock = threading.Lock()
 
 
+def load_module(stem: str, source: str) -> ModuleType:
+    """Write ``source`` as ``<generated_dir>/<stem>.py`` (if it changed) and import it."""
+    path = generated_dir() / f"{stem}.py"
+    if not path.exists() or path.read_text() != source:
+        tmp = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
+        tmp.write_text(source)
+        os.replace(tmp, path)  # atomic: concurrent processes never see a partial file
+    mod_name = f"fastloss_generated.{stem}"
+    import_spec = importlib.util.spec_from_file_location(mod_name, path)
+    module = importlib.util.module_from_spec(import_spec)
+    sys.modules[mod_name] = module
+    import_spec.loader.exec_module(module)
+    return module
+
+
 def kernels(spec: ElementwiseSpec, flags: tuple[bool, ...] = (), weighted: bool = False):
     """The generated module of ``spec`` for these flag values (memoised, thread-safe).
 
@@ -268,16 +283,6 @@ def kernels(spec: ElementwiseSpec, flags: tuple[bool, ...] = (), weighted: bool 
             raise ValueError(f"{spec.name}: expected flags {spec.flags}, got {flags}")
         stem = spec.name + ("_weighted" if weighted else "")
         stem += "".join(f"_{name}{int(v)}" for name, v in zip(spec.flags, flags, strict=True))
-        path = generated_dir() / f"{stem}.py"
-        source = module_source(spec, flags, weighted)
-        if not path.exists() or path.read_text() != source:
-            tmp = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
-            tmp.write_text(source)
-            os.replace(tmp, path)  # atomic: concurrent processes never see a partial file
-        mod_name = f"fastloss_generated.{stem}"
-        import_spec = importlib.util.spec_from_file_location(mod_name, path)
-        module = importlib.util.module_from_spec(import_spec)
-        sys.modules[mod_name] = module
-        import_spec.loader.exec_module(module)
+        module = load_module(stem, module_source(spec, flags, weighted))
         _modules[key] = module
         return module

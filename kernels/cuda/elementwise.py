@@ -72,13 +72,10 @@ every later call from device code). ``tests/cuda_compile_cases.py`` checks that 
 
 from __future__ import annotations
 
-import importlib.util
-import os
-import sys
 import threading
 from types import ModuleType
 
-from fastloss.kernels.elementwise import ElementwiseSpec, generated_dir
+from fastloss.kernels.elementwise import ElementwiseSpec, load_module
 
 # Threads per block of every generated kernel: a power of two (the tree reduction halves it).
 THREADS_PER_BLOCK = 256
@@ -365,21 +362,6 @@ _modules: dict[tuple, ModuleType] = {}
 _lock = threading.Lock()
 
 
-def _load(stem: str, source: str) -> ModuleType:
-    """Write ``source`` as ``<generated_dir>/<stem>.py`` (if changed) and import it."""
-    path = generated_dir() / f"{stem}.py"
-    if not path.exists() or path.read_text() != source:
-        tmp = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
-        tmp.write_text(source)
-        os.replace(tmp, path)  # atomic: concurrent processes never see a partial file
-    mod_name = f"fastloss_generated.{stem}"
-    import_spec = importlib.util.spec_from_file_location(mod_name, path)
-    module = importlib.util.module_from_spec(import_spec)
-    sys.modules[mod_name] = module
-    import_spec.loader.exec_module(module)
-    return module
-
-
 def kernels(spec: ElementwiseSpec, flags: tuple[bool, ...] = (), weighted: bool = False):
     """The generated CUDA module of ``spec`` for these flags at the current launch shape
     (memoised, thread-safe). Its kernels compile on first launch and cache on disk."""
@@ -396,7 +378,7 @@ def kernels(spec: ElementwiseSpec, flags: tuple[bool, ...] = (), weighted: bool 
             stem = "cuda_" + spec.name + ("_weighted" if weighted else "")
             stem += "".join(f"_{name}{int(v)}" for name, v in zip(spec.flags, flags, strict=True))
             stem += f"_t{threads}_i{items}"
-            module = _load(stem, module_source(spec, flags, weighted, threads, items))
+            module = load_module(stem, module_source(spec, flags, weighted, threads, items))
             _modules[key] = module
     return module
 
@@ -411,6 +393,6 @@ def common():
     with _lock:
         module = _modules.get(key)
         if module is None:
-            module = _load(f"cuda_common_t{threads}_i{items}", common_source(threads, items))
+            module = load_module(f"cuda_common_t{threads}_i{items}", common_source(threads, items))
             _modules[key] = module
     return module
