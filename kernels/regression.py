@@ -14,7 +14,7 @@ from numba import njit
 from fastloss.kernels._jit import POINT_OPTIONS
 from fastloss.kernels.elementwise import ElementwiseSpec
 from fastloss.kernels.scalar import const, sign
-from fastloss.kernels.vmath import exp, log, log1p
+from fastloss.kernels.vmath import exp, exp_nonpos, log, log1p_unit
 
 # Module constants are compile-time constants for Numba (no runtime log on either target).
 LOG_2 = math.log(2.0)
@@ -155,16 +155,21 @@ def gaussian_nll_value_grad(x, t, var, eps, full):
 def log_cosh_value(x, t):
     d = x - t
     a = abs(d)
-    return a + log1p(exp(const(d, -2.0) * a)) - const(d, LOG_2)
+    e = exp_nonpos(const(d, -2.0) * a)
+    # e == 1 (|d| < 2**-25 in float32): log cosh(d) = d**2/2 rounds to 0 against log 2
+    v = (a - const(d, LOG_2)) + log1p_unit(e)
+    return a if e == const(d, 1.0) else v
 
 
 @njit(**POINT_OPTIONS)
 def log_cosh_value_grad(x, t):
     d = x - t
     a = abs(d)
-    e = exp(const(d, -2.0) * a)
+    e = exp_nonpos(const(d, -2.0) * a)
     one = const(d, 1.0)
-    v = a + log1p(e) - const(d, LOG_2)
+    v = (a - const(d, LOG_2)) + log1p_unit(e)
+    if e == one:
+        v = a
     th = (one - e) / (one + e)
     return v, (th if d >= 0 else -th)
 

@@ -115,6 +115,20 @@ loop here (measured in cache, one core: float64 ``exp`` 2.4 -> 1.9 ns per elemen
     and ``|log1p(x)| > 1``, so that polynomial's relative error (under 2 %) costs under 0.02 ulp,
     and no division is needed.
 
+Specialised variants
+--------------------
+For arguments known to lie in a range (log-cosh's ``log1p(exp(-2|d|))``):
+
+``exp_nonpos``
+    ``x <= 0``. float32 on the CPU: ``exp`` without the overflow and subnormal handling
+    (one scaling by ``2**n``), ``x`` clamped at -80. float64 and the CUDA target: ``exp``.
+``log1p_unit``
+    ``x`` in ``[0, 1]``. float32: ``x + x**2 U(x)``, ``U`` of degree 8 (relative error
+    ``2**-27.5``; at most 1.85 ulps measured, near 1), plain arithmetic, so one generic overload
+    serves the CPU and the CUDA targets. float64: ``log1p``.
+
+N = 2*10**7 float32 log-cosh forward+backward, 2 cores (AVX2): about 35-39 ms -> 21-26 ms.
+
 Notes
 -----
 Compile-time options: see ``_IMPL_OPTIONS``. A caller with ``cache=True`` caches these functions
@@ -129,7 +143,7 @@ from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic, overload, register_jitable
 
-__all__ = ["exp", "log", "log1p"]
+__all__ = ["exp", "exp_nonpos", "log", "log1p", "log1p_unit"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -159,6 +173,29 @@ def log1p(x):
     """``log(1 + x)`` of a scalar, accurate for small ``x``; NumPy semantics.
 
     Vectorisable inside ``@njit`` code for float32 and float64 (see the module docstring).
+    """
+    with np.errstate(all="ignore"):
+        return np.log1p(x)
+
+
+def exp_nonpos(x):
+    """``e**x`` for ``x <= 0`` (or NaN); NumPy's value.
+
+    Inside ``@njit`` code, float32 on the CPU: ``exp`` (same error) for ``x`` in ``[-80, 0]``
+    without the overflow and subnormal handling, faster; below -80 (``-inf`` included) the
+    result is ``exp(-80)`` (about ``2**-115.4``, never 0). Elsewhere ``exp``. For ``x > 0`` the
+    result is unspecified.
+    """
+    with np.errstate(all="ignore"):
+        return np.exp(x)
+
+
+def log1p_unit(x):
+    """``log(1 + x)`` for ``x`` in ``[0, 1]`` (e.g. ``x = exp(-y)``, ``y >= 0``); NumPy's value.
+
+    Inside ``@njit`` code (CPU and CUDA), float32: one polynomial, no range reduction, no
+    special cases, no bit manipulation (faster than ``log1p``; outside ``[0, 1]`` the result is
+    unspecified, NaN gives NaN); float64: ``log1p``.
     """
     with np.errstate(all="ignore"):
         return np.log1p(x)
@@ -261,6 +298,18 @@ _F32_LOG_P5 = _f4(-0.13160182535648346)
 _F32_LOG_P6 = _f4(0.1276157796382904)
 _F32_LOG_P7 = _f4(-0.07634499669075012)
 
+# log1p(x) = x + x**2 * U(x), x in [0, 1]: minimax for the relative error (Lawson-weighted least
+# squares on a Chebyshev grid), 2**-27.5.
+_F32_L1U_0 = _f4(-0.4999993145465851)
+_F32_L1U_1 = _f4(0.33330512046813965)
+_F32_L1U_2 = _f4(-0.2495858520269394)
+_F32_L1U_3 = _f4(0.1969539225101471)
+_F32_L1U_4 = _f4(-0.15355369448661804)
+_F32_L1U_5 = _f4(0.10680510848760605)
+_F32_L1U_6 = _f4(-0.05766400322318077)
+_F32_L1U_7 = _f4(0.020204348489642143)
+_F32_L1U_8 = _f4(-0.003318420145660639)
+
 # float64
 _F64_LOG2E = 1.0 / _LN2
 _F64_LN2_HI = float.fromhex("0x1.62e42fefa38p-1")  # 42 significant bits: n * hi exact, |n| < 2**11
@@ -330,6 +379,26 @@ def _exp_f32(x):
     # contract that multiply into an FMA whose exact product never overflows (-inf, not NaN,
     # for exp(inf) - inf). A select keeps `inf - y` exact and still vectorises.
     return _F32_INF if x > _F32_EXP_OVERFLOW else (p * s1) * s2
+
+
+_F32_EXP_NONPOS_MIN = _f4(-80.0)  # exp(-80) = 2**-115.4: normal, and 2**n below is too
+
+
+def _exp_nonpos_f32(x):
+    xc = x
+    if xc < _F32_EXP_NONPOS_MIN:  # NaN passes
+        xc = _F32_EXP_NONPOS_MIN
+    t = xc * _F32_LOG2E + _F32_SHIFT
+    n = _i4(_as_int(t) - _F32_SHIFT_BITS)
+    nf = t - _F32_SHIFT
+    a = xc - nf * _F32_LN2_HI  # exact
+    r = a - nf * _F32_LN2_LO
+    r_lo = (a - r) - nf * _F32_LN2_LO
+    r2 = r * r
+    q = (_F32_EXP_Q0 + r * _F32_EXP_Q1) + r2 * ((_F32_EXP_Q2 + r * _F32_EXP_Q3) + r2 * _F32_EXP_Q4)
+    p = _F32_ONE + (r + (r2 * q + r_lo))
+    # n in [-116, 0] (a NaN x gives some n, and p NaN): 2**n is a normal number
+    return p * _as_float(_i4(_i4(n + _I32_BIAS) << _I32_MANT))
 
 
 def _exp_f64(x):
@@ -529,3 +598,44 @@ def _register(func, impl_f32, impl_f64):
 _register(exp, _exp_f32, _exp_f64)
 _register(log, _log_f32, _log_f64)
 _register(log1p, _log1p_f32, _log1p_f64)
+
+
+# log1p_unit: float32 by the polynomial; float64 (and other types) defer to log1p. The CUDA
+# target maps both specialised functions to libdevice in kernels/cuda/vmath.py.
+
+
+def _log1p_unit_f32(x):
+    x2 = x * x
+    x4 = x2 * x2
+    u01 = _F32_L1U_0 + x * _F32_L1U_1
+    u23 = _F32_L1U_2 + x * _F32_L1U_3
+    u45 = _F32_L1U_4 + x * _F32_L1U_5
+    u67 = _F32_L1U_6 + x * _F32_L1U_7
+    u = (u01 + x2 * u23) + x4 * ((u45 + x2 * u67) + x4 * _F32_L1U_8)
+    return x + x2 * u
+
+
+def _log1p_unit_other(x):
+    return log1p(x)
+
+
+@overload(log1p_unit, target="cpu", inline="always")
+def _log1p_unit_overload(x):
+    if x == types.float32:
+        return _log1p_unit_f32
+    if isinstance(x, (types.Float, types.Integer)):
+        return _log1p_unit_other
+    return None
+
+
+def _exp_nonpos_other(x):
+    return exp(x)
+
+
+@overload(exp_nonpos, target="cpu", jit_options=_IMPL_OPTIONS)
+def _exp_nonpos_cpu(x):
+    if x == types.float32:
+        return _exp_nonpos_f32
+    if isinstance(x, (types.Float, types.Integer)):
+        return _exp_nonpos_other
+    return None

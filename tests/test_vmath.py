@@ -485,3 +485,100 @@ def test_cuda_compile_ptx_without_gpu(tmp_path):
     if "NO-TOOLKIT" in proc.stdout:
         pytest.skip("CUDA toolkit libraries (NVVM, NVRTC) not found: " + proc.stdout.strip())
     assert "PTX-OK" in proc.stdout, proc.stdout + proc.stderr
+
+
+# --------------------------------------------------------------------------------------------
+# log1p_unit: log1p for arguments in [0, 1] (float32: one polynomial; float64: log1p)
+
+_UNIT_KERNEL = _make_map(vmath.log1p_unit, _VMATH_TOKEN)
+
+
+def _unit_samples(dtype):
+    rng = np.random.default_rng(17)
+    x = np.concatenate(
+        [
+            rng.uniform(0.0, 1.0, 1_000_000),
+            np.exp(rng.uniform(-100.0, 0.0, 300_000)),  # exp(-y), as the log-cosh kernel calls it
+            np.linspace(0.0, 1.0, 10_001),
+            [0.0, 1.0, 2.0**-149 if dtype == np.float32 else 5e-324, 1e-30],
+        ]
+    )
+    return x.astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_log1p_unit_accuracy(dtype):
+    """float32 at most 2 ulps (measured 1.85, near 1); float64 is log1p (at most 1 ulp)."""
+    x = _unit_samples(dtype)
+    out = np.empty_like(x)
+    _UNIT_KERNEL(x, out)
+    if dtype == np.float32:
+        ref = np.log1p(x.astype(np.float64))
+    else:
+        if np.finfo(np.longdouble).nmant < 63:
+            pytest.skip("np.longdouble is not extended precision here: no float64 reference")
+        ref = np.log1p(x.astype(np.longdouble))
+    ulp = np.spacing(np.abs(ref.astype(dtype))).astype(ref.dtype)
+    err = np.abs(out.astype(ref.dtype) - ref) / ulp
+    assert err.max() <= (2.0 if dtype == np.float32 else 1.0), (err.max(), x[np.argmax(err)])
+    assert out[np.flatnonzero(x == 0)[0]] == 0  # log1p(0) = 0 exactly
+    assert out.dtype == dtype
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_log1p_unit_nan_and_python(dtype):
+    x = np.array([np.nan, 0.5], dtype)
+    out = np.empty_like(x)
+    _UNIT_KERNEL(x, out)
+    assert np.isnan(out[0]) and out[1] == pytest.approx(math.log1p(0.5), rel=2e-7)
+    value = vmath.log1p_unit(dtype(0.25))  # plain Python: NumPy's value
+    assert value == np.log1p(dtype(0.25)) and type(value) is dtype
+
+
+def test_log1p_unit_is_vectorised():
+    options = dict(KERNEL_OPTIONS, cache=False)
+
+    @njit(**options)
+    def unit(x, out):
+        for i in range(x.size):
+            out[i] = vmath.log1p_unit(x[i])
+
+    x = np.full(64, 0.5, np.float32)
+    unit(x, x.copy())
+    llvm_ir = unit.inspect_llvm(unit.signatures[0])
+    assert "<8 x float>" in llvm_ir or "<16 x float>" in llvm_ir
+    assert "@log1p" not in llvm_ir and "@llvm.log" not in llvm_ir
+
+
+# --------------------------------------------------------------------------------------------
+# exp_nonpos: exp for arguments <= 0 (float32 on the CPU: no overflow handling, no subnormals)
+
+_NONPOS_KERNEL = _make_map(vmath.exp_nonpos, _VMATH_TOKEN)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_exp_nonpos(dtype):
+    """float32: 1 ulp on [-80, 0], as exp; below -80 (and -inf) exp(-80), never 0; NaN gives
+    NaN. float64: exp."""
+    rng = np.random.default_rng(23)
+    x = np.concatenate(
+        [-rng.exponential(2.0, 1_000_000), rng.uniform(-120.0, 0.0, 300_000), [0.0, -0.0]]
+    ).astype(dtype)
+    out = np.empty_like(x)
+    _NONPOS_KERNEL(x, out)
+    if dtype == np.float32:
+        ref = np.exp(x.astype(np.float64))
+        inside = x >= -80.0
+        ulp = np.spacing(ref[inside].astype(dtype)).astype(np.float64)
+        assert (np.abs(out[inside] - ref[inside]) / ulp).max() <= MAX_ULPS
+        assert np.unique(out[~inside]).size == 1
+        assert abs(out[~inside][0] - math.exp(-80.0)) <= np.spacing(dtype(math.exp(-80.0)))
+        assert np.all(out[x == 0] == 1)
+    else:
+        np.testing.assert_array_equal(out, apply("exp", x))  # float64: exp itself
+    special = np.array([-np.inf, np.nan], dtype)
+    _NONPOS_KERNEL(special, out[:2])
+    tiny = out[np.flatnonzero(x < -80.0)[0]] if dtype == np.float32 else 0.0
+    assert out[0] == tiny and np.isnan(out[1])
+    value = vmath.exp_nonpos(dtype(-1.0))  # plain Python: NumPy's value
+    assert value == np.exp(dtype(-1.0)) and type(value) is dtype

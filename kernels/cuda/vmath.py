@@ -1,15 +1,17 @@
 """``exp``, ``log`` and ``log1p`` of ``fastloss.kernels.vmath`` on the CUDA target.
 
-Importing this module registers CUDA implementations of the three functions, so that a point
-function written once with ``from fastloss.kernels.vmath import exp, log, log1p`` compiles for
-both targets: the CPU overloads in ``kernels/vmath.py`` are vectorisable polynomials, these are
-``math.exp``/``math.log``/``math.log1p``, which numba-cuda lowers to libdevice (``__nv_expf``,
-``__nv_logf``, ``__nv_log1pf`` and their float64 versions; float32 stays float32; CUDA documents
-at most 2 ulps for ``expf`` and 1 ulp for the others). The implementations are compiled with
-``fastmath=False`` whatever the caller's flags: with fast-math numba-cuda would pick
-``__nv_fast_expf``/``__nv_fast_logf`` for float32 (``ex2.approx``/``lg2.approx``, whose error
-grows with ``|x|``: ``2 + 1.17 |x|`` ulps for ``__expf`` per the CUDA documentation). Checked
-in the PTX: 80 instructions for ``exp(x) + log(x)`` in float32 this way, 25 with fast-math.
+Importing this module registers CUDA implementations of the three functions (and of the CPU's
+specialised ``exp_nonpos`` and ``log1p_unit``, which are the general functions here), so that a
+point function written once with ``from fastloss.kernels.vmath import exp, log, log1p`` compiles
+for both targets: the CPU overloads in ``kernels/vmath.py`` are vectorisable polynomials, these
+are ``math.exp``/``math.log``/``math.log1p``, which numba-cuda lowers to libdevice
+(``__nv_expf``, ``__nv_logf``, ``__nv_log1pf`` and their float64 versions; float32 stays
+float32; CUDA documents at most 2 ulps for ``expf`` and 1 ulp for the others). The
+implementations are compiled with ``fastmath=False`` whatever the caller's flags: with fast-math
+numba-cuda would pick ``__nv_fast_expf``/``__nv_fast_logf`` for float32
+(``ex2.approx``/``lg2.approx``, whose error grows with ``|x|``: ``2 + 1.17 |x|`` ulps for
+``__expf`` per the CUDA documentation). Checked in the PTX: 80 instructions for ``exp(x) +
+log(x)`` in float32 this way, 25 with fast-math.
 
 Import it only on the GPU path: it imports ``numba.cuda``. Under the CUDA simulator
 (``NUMBA_ENABLE_CUDASIM=1``) the import works and registers nothing that is used: the simulator
@@ -23,9 +25,9 @@ from numba import cuda  # noqa: F401  (makes sure the CUDA target is registered)
 from numba.cuda import types
 from numba.cuda.extending import overload
 
-from ..vmath import exp, log, log1p
+from ..vmath import exp, exp_nonpos, log, log1p, log1p_unit
 
-__all__ = ["exp", "log", "log1p"]
+__all__ = ["exp", "exp_nonpos", "log", "log1p", "log1p_unit"]
 
 
 def _accepts(x):
@@ -52,6 +54,21 @@ def _cuda_log(x):
 
 @overload(log1p, target="cuda", jit_options=_OPTIONS)
 def _cuda_log1p(x):
+    if _accepts(x):
+        return lambda x: math.log1p(x)
+    return None
+
+
+# The CPU's specialised variants are the general functions here: libdevice has no cheaper ones.
+@overload(exp_nonpos, target="cuda", jit_options=_OPTIONS)
+def _cuda_exp_nonpos(x):
+    if _accepts(x):
+        return lambda x: math.exp(x)
+    return None
+
+
+@overload(log1p_unit, target="cuda", jit_options=_OPTIONS)
+def _cuda_log1p_unit(x):
     if _accepts(x):
         return lambda x: math.log1p(x)
     return None
