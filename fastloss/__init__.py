@@ -1,7 +1,7 @@
 """fastloss: loss functions and their gradients as fused Numba kernels.
 
 Every loss reads its inputs once, writes its gradient once and reduces the loss in the same
-pass, on the CPU (``@njit(parallel=True)``) or on a CUDA device (``@cuda.jit``) when given
+pass, on the CPU (Numba's parallel ``njit``) or on a CUDA device (``cuda.jit``) when given
 CuPy arrays. The functions speak torch's dialect: same names, argument order, defaults and
 semantics as ``torch.nn.functional``.
 
