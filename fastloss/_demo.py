@@ -43,7 +43,7 @@ def _torch_reference(name: str):
         start = time.perf_counter()
         value = loss(x, *tensors.values())
         value.backward()
-        return float(value), time.perf_counter() - start
+        return float(value.detach()), time.perf_counter() - start
 
     return run if loss is not None else None
 
@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         reference = None if args.no_torch else _torch_reference(name)
         if reference is not None:
-            runs = [reference(inputs) for _ in range(args.repeats)]
+            runs = [reference(inputs) for _ in range(args.repeats + 1)][1:]  # 1st: warm-up
             torch_time = float(np.median([r[1] for r in runs]))
             line += f" {runs[0][0]:>14.7g} {torch_time * 1e3:>9.1f} {torch_time / elapsed:>7.1f}x"
         print(f"{line}   [{step}/{len(LOSSES)}]", flush=True)
