@@ -149,6 +149,22 @@ def _args(spec: ElementwiseSpec, kind: str, weighted: bool) -> tuple[list[str], 
     return arrays + params + outputs, arrays
 
 
+def point_statements(
+    spec: ElementwiseSpec, point_args: list[str], with_grad: bool, weight: str | None
+) -> list[str]:
+    """The statements of one element, for every target's kernels: ``v`` (and ``d0, ...``)
+    from the point function, multiplied by the element's ``weight`` expression if given."""
+    derivs = [f"d{j}" for j in range(len(spec.grads))]
+    if with_grad:
+        lines = [f"v, {', '.join(derivs)} = value_grad({', '.join(point_args)})"]
+    else:
+        lines = [f"v = value({', '.join(point_args)})"]
+    if weight is not None:
+        lines.append(f"v = v * {weight}")
+        lines += [f"{d} = {d} * {weight}" for d in derivs] if with_grad else []
+    return lines
+
+
 def _kernel_source(spec: ElementwiseSpec, kind: str, parallel: bool, weighted: bool) -> str:
     signature, arrays = _args(spec, kind, weighted)
     with_grad = kind.endswith("grad")
@@ -161,7 +177,6 @@ def _kernel_source(spec: ElementwiseSpec, kind: str, parallel: bool, weighted: b
     point_args = [f"{view}{a}[i]" for a in arrays if a != "w"]
     point_args += [f"p{i}" for i in range(len(spec.params))]
     point_args += [f"FLAG_{f.upper()}" for f in spec.flags]
-    derivs = [f"d{j}" for j in range(len(spec.grads))]
     name = f"{kind}_{'parallel' if parallel else 'serial'}"
 
     lines = [
@@ -181,14 +196,7 @@ def _kernel_source(spec: ElementwiseSpec, kind: str, parallel: bool, weighted: b
     lines += [f"        s_{a} = {a}[lo:hi]" for a in sliced]
     if reduce:
         lines.append("        acc = 0.0")
-    body = []
-    if with_grad:
-        body.append(f"v, {', '.join(derivs)} = value_grad({', '.join(point_args)})")
-    else:
-        body.append(f"v = value({', '.join(point_args)})")
-    if weighted:
-        body.append(f"v = v * {view}w[i]")
-        body += [f"{d} = {d} * {view}w[i]" for d in derivs] if with_grad else []
+    body = point_statements(spec, point_args, with_grad, f"{view}w[i]" if weighted else None)
     if with_grad:
         body += [f"{view}g{j}[i] = d{j} * scale" for j in range(len(spec.grads))]
     if staged:

@@ -75,7 +75,7 @@ from __future__ import annotations
 import threading
 from types import ModuleType
 
-from fastloss.kernels.elementwise import ElementwiseSpec, load_module
+from fastloss.kernels.elementwise import ElementwiseSpec, load_module, point_statements
 
 # Threads per block of every generated kernel: a power of two (the tree reduction halves it).
 THREADS_PER_BLOCK = 256
@@ -161,7 +161,6 @@ def _kernel_source(spec: ElementwiseSpec, kind: str, weighted: bool, threads: in
     arrays = [f"a{i}" for i in range(spec.arrays)] + (["w"] if weighted else [])
     params = [f"p{i}" for i in range(len(spec.params))]
     grads = [f"g{j}" for j in range(len(spec.grads))]
-    derivs = [f"d{j}" for j in range(len(spec.grads))]
     reduce = kind.startswith("reduce")
     with_grad = "grad" in kind
     by_device = kind.endswith("_by")
@@ -194,14 +193,8 @@ def _kernel_source(spec: ElementwiseSpec, kind: str, weighted: bool, threads: in
         "        if i < n:",
     ]
     body = "            "
-    if with_grad:
-        lines.append(f"{body}v, {', '.join(derivs)} = value_grad({', '.join(point_args)})")
-    else:
-        lines.append(f"{body}v = value({', '.join(point_args)})")
-    if weighted:
-        lines.append(f"{body}v = v * w[i]")
-        if with_grad:
-            lines += [f"{body}{d} = {d} * w[i]" for d in derivs]
+    weight = "w[i]" if weighted else None
+    lines += [body + line for line in point_statements(spec, point_args, with_grad, weight)]
     if with_grad:
         lines += [f"{body}g{j}[i] = d{j} * scale" for j in range(len(grads))]
     if reduce:
