@@ -21,44 +21,8 @@ from pathlib import Path
 import pytest
 
 # The loss every scenario calls: an expression of the float32 arrays ``p`` and ``t`` that gives
-# ``(loss, grad)`` for the mean squared error. To exercise the public API instead of the test's
-# own kernel, this is the one line to change:
-#   CALL = "fastloss.mse_loss(p, t, return_grad=True)"
+# ``(loss, grad)`` for the mean squared error, through the public API.
 CALL = "fastloss.mse_loss(p, t, return_grad=True)"
-
-# The test's own kernel, in a module of its own so that Numba's disk cache spares each scenario
-# a compile. Fixed blocks, float64 partials, combined in block order: the same bits for any
-# thread count and any layer (fastloss's kernels do the same).
-KERNEL_MODULE = """
-import numba
-import numpy as np
-
-BLOCK = 1 << 16
-
-
-@numba.njit(parallel=True, fastmath=True, error_model="numpy", nogil=True, cache=True)
-def mse_kernel(p, t, g):
-    n = p.size
-    nb = (n + BLOCK - 1) // BLOCK
-    part = np.empty(nb, np.float64)
-    scale = np.float32(2.0 / n)
-    for b in numba.prange(nb):
-        lo = b * BLOCK
-        hi = min(lo + BLOCK, n)
-        ps = p[lo:hi]
-        ts = t[lo:hi]
-        gs = g[lo:hi]
-        acc = 0.0
-        for i in range(ps.size):
-            d = ps[i] - ts[i]
-            gs[i] = scale * d
-            acc += np.float64(d) * np.float64(d)
-        part[b] = acc
-    s = 0.0
-    for b in range(nb):
-        s += part[b]
-    return s / n
-"""
 
 # Shared by every scenario. Top level: definitions and data only (spawn and forkserver children
 # import it); the scenario body runs under ``if __name__ == "__main__":``.
@@ -77,18 +41,6 @@ import fastloss  # first, as users do: fastloss imports Numba only when first us
 from fastloss import _threading
 
 import numba
-from _scenario_kernel import mse_kernel as _mse_kernel
-
-
-def _own_mse(p, t):
-    # Exactly what fastloss's dispatch code does around a parallel launch.
-    _threading.prepare()
-    g = np.empty_like(p)
-    with _threading.parallel_guard:
-        s = _mse_kernel(p, t, g)
-    if not _threading.layer_known:
-        _threading.after_launch()
-    return np.float32(s), g
 
 
 def loss(p, t):
@@ -170,12 +122,6 @@ def build(body: str, call: str = CALL) -> str:
     return PRELUDE.replace("__CALL__", call) + '\n\nif __name__ == "__main__":\n' + main
 
 
-def scenario_directory(directory: Path) -> Path:
-    """Make ``directory`` ready for scenarios (the kernel module they import); return it."""
-    (directory / "_scenario_kernel.py").write_text(KERNEL_MODULE)
-    return directory
-
-
 def execute(directory: Path, body: str, layer: str | None, timeout: float):
     """Run a scenario in a fresh interpreter: (returncode, or None if it hung; stdout; stderr)."""
     script = directory / f"scenario_{next(_count)}.py"
@@ -212,8 +158,8 @@ _count = itertools.count()
 
 @pytest.fixture(scope="module")
 def where(tmp_path_factory) -> Path:
-    """One directory for the module's scenarios: the kernel compiles once, then loads."""
-    return scenario_directory(tmp_path_factory.mktemp("scenarios"))
+    """One directory for the module's scenario scripts."""
+    return tmp_path_factory.mktemp("scenarios")
 
 
 def run(where: Path, body: str, layer: str | None = None, timeout: float = 60.0) -> dict:
@@ -471,7 +417,7 @@ def _table(layers=(None, "tbb", "omp", "workqueue"), timeout: float = 40.0, rows
     names = [
         f"`NUMBA_THREADING_LAYER={lay}`" if lay else "not set (fastloss default)" for lay in layers
     ]
-    where = scenario_directory(Path(tempfile.mkdtemp(prefix="fastloss-scenarios-")))
+    where = Path(tempfile.mkdtemp(prefix="fastloss-scenarios-"))
     print("| scenario | " + " | ".join(names) + " |")
     print("|---" * (len(layers) + 1) + "|")
     for name, make in scenarios if rows is None else [scenarios[i] for i in rows]:
