@@ -124,8 +124,9 @@ For arguments known to lie in a range (log-cosh's ``log1p(exp(-2|d|))``):
     (one scaling by ``2**n``), ``x`` clamped at -80. float64 and the CUDA target: ``exp``.
 ``log1p_unit``
     ``x`` in ``[0, 1]``. float32: ``x + x**2 U(x)``, ``U`` of degree 8 (relative error
-    ``2**-27.5``; at most 1.85 ulps measured, near 1), plain arithmetic, so one generic overload
-    serves the CPU and the CUDA targets. float64: ``log1p``.
+    ``2**-27.5``; at most 1.85 ulps measured, near 1). float64: ``log1p``. A CPU-target
+    overload like the others (an ``inline="always"`` one leaked into the CUDA target's typing
+    in a process that had compiled it for the CPU).
 
 N = 2*10**7 float32 log-cosh forward+backward, 2 cores (AVX2): about 35-39 ms -> 21-26 ms.
 
@@ -619,7 +620,7 @@ def _log1p_unit_other(x):
     return log1p(x)
 
 
-@overload(log1p_unit, target="cpu", inline="always")
+@overload(log1p_unit, target="cpu", jit_options=_IMPL_OPTIONS)
 def _log1p_unit_overload(x):
     if x == types.float32:
         return _log1p_unit_f32

@@ -139,3 +139,18 @@ def test_common_kernels():
     check(common.copy_1_1, [vector(F32), vector(F16, "A")])
     check(common.copy_2_3, [types.Array(F16, 2, "A"), types.Array(F32, 3, "C")])
     check(common.copy_3_3, [types.Array(F64, 3, "A"), types.Array(F32, 3, "F")])
+
+
+@pytest.mark.parametrize("spec, flags", list(_specs()))
+def test_after_cpu_kernels(spec, flags):
+    """A process that ran a loss on the CPU can still lower its CUDA kernels: the CPU
+    overloads of the vmath functions must not leak into the CUDA target's typing (an
+    ``inline="always"`` CPU overload once did, for log-cosh)."""
+    import numpy as np
+
+    # the point function itself (never cached), so its CPU typing really happens here
+    point = np.float32(0.5)
+    params = [np.float32(1e-3)] * len(spec.params)
+    spec.value_grad(*([point] * spec.arrays), *params, *flags)
+    module = cuda_factory.kernels(spec, flags, False)
+    check(module.reduce_value_grad, signatures(spec, False, F32)["reduce_value_grad"])
