@@ -1,0 +1,511 @@
+"""The softmax family: cross-entropy, negative log-likelihood and focal loss over class scores.
+
+``cross_entropy`` and ``nll_loss`` keep ``torch.nn.functional``'s names, argument order,
+defaults and semantics: inputs of shape ``(C,)``, ``(N, C)`` or ``(N, C, d1, ..., dk)``,
+class-index targets (any integer dtype) or, for ``cross_entropy``, class probabilities, class
+weights, ``ignore_index`` and label smoothing exactly as torch computes them. ``focal_loss``
+is the multi-class focal loss in the same form.
+
+Every function takes keyword-only ``return_grad`` and ``out``: with ``return_grad=True`` it
+returns the gradient with respect to ``input`` from the same pass (of the sum of the returned
+values for ``reduction="none"``); ``out`` receives it and may be ``input`` itself, so a
+cross-entropy over a logit matrix needs no memory beyond the logits. ``input`` is written only
+when it is ``out``, and only once every class index has been checked.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+import numpy as np
+
+from fastloss import _threading
+from fastloss._elementwise import PARALLEL_THRESHOLD, _divide, _same_memory, check_out
+from fastloss._intake import (
+    check_cast,
+    check_nonnegative,
+    check_reduction,
+    compute_dtype,
+    host_array,
+    legacy_reduction,
+)
+
+ArrayLike = Any
+
+_kernels = None
+
+
+def _module():
+    global _kernels
+    if _kernels is None:
+        _threading.prepare()
+        _kernels = importlib.import_module("fastloss.kernels.softmax")
+    return _kernels
+
+
+def _launch(name: str, elements: int, args: tuple):
+    module = _module()
+    if elements < PARALLEL_THRESHOLD:
+        return getattr(module, name + "_serial")(*args)
+    with _threading.parallel_guard:
+        result = getattr(module, name + "_parallel")(*args)
+    if not _threading.layer_known:
+        _threading.after_launch()
+    return result
+
+
+def _grad_dtype(x: np.ndarray, dtype: np.dtype) -> np.dtype:
+    return x.dtype.newbyteorder("=") if x.dtype.kind == "f" else dtype
+
+
+class _Rows:
+    """``input`` as a C-contiguous ``(rows, C)`` matrix in the compute dtype, and the way
+    back to ``input``'s layout for the gradient."""
+
+    def __init__(self, input: ArrayLike, name: str = "input"):
+        x = host_array(input, name)
+        if x.ndim == 0:
+            raise ValueError(
+                f"{name}: expected an array of shape (C,), (N, C) or "
+                f"(N, C, d1, ..., dk), got a 0-d array"
+            )
+        self.original = x
+        self.dtype = compute_dtype(x.dtype, name)
+        if x.dtype.kind != "f":
+            raise TypeError(f"{name}: expected a floating dtype, got {x.dtype}")
+        self.grad_dtype = _grad_dtype(x, self.dtype)
+        self.shape = x.shape
+        self.classes = x.shape[0] if x.ndim == 1 else x.shape[1]
+        # (N, C, d1, ..., dk) -> (N, d1, ..., dk, C): one row per position
+        moved = x if x.ndim <= 2 else np.moveaxis(x, 1, -1)
+        self.moved = x.ndim > 2
+        self.batch_shape = () if x.ndim == 1 else moved.shape[:-1]
+        rows = check_cast(moved, self.dtype, name)
+        self.matrix = np.ascontiguousarray(rows).reshape(-1, self.classes)
+
+    @property
+    def rows(self) -> int:
+        return self.matrix.shape[0]
+
+    def grad_buffer(self, out: object) -> np.ndarray:
+        """Where the kernel writes the gradient: ``out`` itself when it can be."""
+        if out is not None:
+            check_out(out, self.shape, self.grad_dtype, "out")
+            if (
+                not self.moved
+                and out.dtype == self.dtype
+                and out.flags.c_contiguous
+                and (
+                    not np.may_share_memory(out, self.matrix)
+                    or _same_memory(out.reshape(self.matrix.shape), self.matrix)
+                )
+            ):
+                return out.reshape(self.matrix.shape)
+        return np.empty(self.matrix.shape, self.dtype)
+
+    def finish_grad(self, grad: np.ndarray, out: object) -> np.ndarray:
+        """The gradient in ``input``'s layout, in ``out`` when given."""
+        shaped = grad.reshape(self.batch_shape + (self.classes,))
+        if self.moved:
+            shaped = np.moveaxis(shaped, -1, 1)
+        else:
+            shaped = shaped.reshape(self.shape)
+        if out is not None:
+            if not (
+                isinstance(out, np.ndarray)
+                and np.shares_memory(out, grad)
+                and _same_memory(out.reshape(-1), grad.reshape(-1))
+            ):
+                np.copyto(out, shaped, casting="same_kind")
+            return out
+        if shaped.dtype != self.grad_dtype:
+            shaped = shaped.astype(self.grad_dtype)
+        return shaped
+
+
+def _class_weight(weight: object, rows: _Rows) -> tuple[np.ndarray, bool]:
+    if weight is None:
+        return np.ones(1, rows.dtype), False
+    w = host_array(weight, "weight")
+    if w.shape != (rows.classes,):
+        raise ValueError(
+            f"weight: expected a 1-D array of {rows.classes} class weights, got shape {w.shape}"
+        )
+    return np.ascontiguousarray(check_cast(w, rows.dtype, "weight")), True
+
+
+def _index_target(target: object, rows: _Rows, name: str = "target") -> np.ndarray:
+    t = host_array(target, name)
+    if t.dtype.kind not in "iu":
+        raise TypeError(
+            f"{name}: expected integer class indices (or, for cross_entropy, class "
+            f"probabilities of input's shape {rows.shape}), got dtype {t.dtype} and shape "
+            f"{t.shape}"
+        )
+    if t.shape != rows.batch_shape:
+        raise ValueError(
+            f"{name}: expected class indices of shape {rows.batch_shape} for input of shape "
+            f"{rows.shape}, got shape {t.shape}"
+        )
+    if t.dtype.byteorder not in "=|":
+        t = t.astype(t.dtype.newbyteorder("="))
+    return np.ascontiguousarray(t).reshape(-1)
+
+
+def _checked_targets(
+    flat: np.ndarray, rows: _Rows, ignore_index: int, weight: np.ndarray, has_weight: bool
+):
+    bad, count, total = _module().check_targets(
+        flat, rows.classes, int(ignore_index), weight, has_weight
+    )
+    if bad >= 0:
+        where = np.unravel_index(bad, rows.batch_shape) if rows.batch_shape else ()
+        raise IndexError(
+            f"target: class index {int(flat[bad])} at position {tuple(int(i) for i in where)} "
+            f"is out of range [0, {rows.classes}) and is not ignore_index ({ignore_index})"
+        )
+    return count, total
+
+
+def _reduce_rows(row_loss: np.ndarray, rows: _Rows, reduction: str, denominator: float):
+    scalar = rows.dtype.type
+    if reduction == "none":
+        return row_loss.astype(rows.dtype).reshape(rows.batch_shape)
+    total = float(np.sum(row_loss))
+    if reduction == "sum":
+        return scalar(total)
+    return scalar(_divide(total, denominator))
+
+
+def _index_rows_call(
+    rows: _Rows,
+    flat_target: np.ndarray,
+    weight: np.ndarray,
+    has_weight: bool,
+    ignore_index: int,
+    reduction: str,
+    *,
+    smoothing: float = 0.0,
+    softcap: float = 0.0,
+    z_scale: float = 0.0,
+    alpha: float = 1.0,
+    gamma: float = 0.0,
+    mode: int = 0,
+    focal_weighting: bool = False,
+    return_grad: bool,
+    out: object,
+):
+    count, total_weight = _checked_targets(flat_target, rows, ignore_index, weight, has_weight)
+    scalar = rows.dtype.type
+    if reduction == "mean":
+        denominator = total_weight if has_weight else float(count)
+        z_denominator = float(count)
+    else:
+        denominator = z_denominator = 1.0
+    grad = rows.grad_buffer(out) if return_grad else np.empty((0, rows.classes), rows.dtype)
+    row_loss = np.empty(rows.rows, np.float64)
+    row_z = np.empty(rows.rows, np.float64)
+    weight_sum = float(np.sum(weight, dtype=np.float64)) if has_weight else float(rows.classes)
+    _launch(
+        "index_rows",
+        rows.matrix.size,
+        (
+            rows.matrix,
+            flat_target,
+            weight,
+            has_weight,
+            scalar(weight_sum),
+            np.int64(ignore_index),
+            scalar(smoothing),
+            scalar(softcap),
+            scalar(z_scale),
+            scalar(alpha),
+            scalar(gamma),
+            np.int64(mode),
+            scalar(1.0 / denominator if denominator else np.inf),
+            scalar(1.0 / z_denominator if z_denominator else np.inf),
+            grad,
+            row_loss,
+            row_z,
+        ),
+    )
+    loss = _reduce_rows(row_loss, rows, reduction, denominator)
+    if reduction == "mean" and z_scale:
+        # z-loss is reduced over the rows not ignored, whatever the class weights
+        ce = _reduce_rows(row_loss - row_z, rows, "mean", denominator)
+        z = _reduce_rows(row_z, rows, "mean", z_denominator)
+        loss = scalar(ce + z)
+    else:
+        z = _reduce_rows(row_z, rows, reduction, z_denominator)
+    return loss, z, (rows.finish_grad(grad, out) if return_grad else None)
+
+
+def _finish(result: tuple, return_z_loss: bool, return_grad: bool):
+    loss, z, grad = result
+    values = [loss]
+    if return_z_loss:
+        values.append(z)
+    if return_grad:
+        values.append(grad)
+    return values[0] if len(values) == 1 else tuple(values)
+
+
+def _check_smoothing(label_smoothing: object) -> float:
+    value = check_nonnegative(label_smoothing, "label_smoothing")
+    if value > 1:
+        raise ValueError(f"label_smoothing: expected a number in [0, 1], got {label_smoothing!r}")
+    return value
+
+
+def _check_grad_options(return_grad: bool, out: object) -> None:
+    if out is not None and not return_grad:
+        raise ValueError("out: receives the gradient, so it needs return_grad=True")
+
+
+def cross_entropy(
+    input: ArrayLike,
+    target: ArrayLike,
+    weight: ArrayLike | None = None,
+    size_average: bool | None = None,
+    ignore_index: int = -100,
+    reduce: bool | None = None,
+    reduction: str = "mean",
+    label_smoothing: float = 0.0,
+    *,
+    softcap: float | None = None,
+    z_loss_scale: float = 0.0,
+    return_z_loss: bool = False,
+    return_grad: bool = False,
+    out: np.ndarray | None = None,
+):
+    r"""Cross-entropy between logits and class indices or class probabilities.
+
+    Follows ``torch.nn.functional.cross_entropy``. For a row of logits :math:`x` (``C``
+    classes) with class index :math:`t`, weights :math:`w` (ones by default) and label
+    smoothing :math:`\varepsilon`, with :math:`\mathrm{lse} = \log\sum_c e^{x_c}` and
+    :math:`p = \mathrm{softmax}(x)`:
+
+    .. math::
+
+        \ell = (1 - \varepsilon)\, w_t (\mathrm{lse} - x_t)
+             + \frac{\varepsilon}{C} \sum_c w_c (\mathrm{lse} - x_c),
+
+    .. math::
+
+        \frac{\partial \ell}{\partial x_c} =
+            \Bigl((1 - \varepsilon) w_t + \frac{\varepsilon}{C} \sum_k w_k\Bigr) p_c
+            - (1 - \varepsilon) w_t [c = t] - \frac{\varepsilon}{C} w_c .
+
+    Rows whose target is ``ignore_index`` contribute 0. ``"mean"`` divides the sum by
+    :math:`\sum_i w_{t_i}` over the rows not ignored (their count without weights), as torch
+    does, label smoothing included. With class probabilities :math:`y` (same shape as
+    ``input``, floating): :math:`\ell = \sum_c w_c y'_c (\mathrm{lse} - x_c)` with
+    :math:`y' = (1 - \varepsilon) y + \varepsilon / C`, gradient
+    :math:`p_c \sum_k w_k y'_k - w_c y'_c`, and ``"mean"`` divides by the number of rows.
+
+    Parameters
+    ----------
+    input : array_like
+        Logits of shape ``(C,)``, ``(N, C)`` or ``(N, C, d1, ..., dk)``; float16 computes in
+        float32.
+    target : array_like
+        Class indices (any integer dtype) of shape ``()``, ``(N,)`` or ``(N, d1, ..., dk)``,
+        or class probabilities of ``input``'s shape.
+    weight : array_like, optional
+        Class weights, shape ``(C,)``.
+    size_average, reduce : bool, optional
+        Deprecated, as in torch; they override ``reduction``.
+    ignore_index : int
+        Class index whose rows are skipped (class-index targets only).
+    reduction : {"mean", "sum", "none"}
+    label_smoothing : float
+        In ``[0, 1]``.
+    softcap : float, optional
+        Beyond torch: logits pass through :math:`s \tanh(x / s)` first (the soft capping of
+        large-vocabulary models); the gradient is with respect to the uncapped logits.
+    z_loss_scale : float
+        Beyond torch: adds :math:`k\,\mathrm{lse}^2` per row not ignored (the auxiliary
+        "z-loss"), reduced like the unweighted loss; its gradient :math:`2 k\,\mathrm{lse}\,p_c`
+        is included. Class-index targets only.
+    return_z_loss : bool
+        Also return the z-loss (already included in the loss).
+    return_grad : bool
+        Also return the gradient with respect to ``input``.
+    out : ndarray, optional
+        Receives the gradient; may be ``input`` itself.
+
+    Returns
+    -------
+    loss, or a tuple ``(loss, [z_loss], [grad])``
+        A scalar of the compute dtype, or per-row losses for ``reduction="none"``.
+
+    Raises
+    ------
+    IndexError
+        A class index outside ``[0, C)`` that is not ``ignore_index``; raised before anything
+        is written.
+    """
+    reduction = check_reduction(legacy_reduction(size_average, reduce, reduction))
+    _check_grad_options(return_grad, out)
+    smoothing = _check_smoothing(label_smoothing)
+    cap = 0.0 if softcap is None else check_nonnegative(softcap, "softcap", strict=True)
+    z_scale = check_nonnegative(z_loss_scale, "z_loss_scale")
+    rows = _Rows(input)
+    weight_array, has_weight = _class_weight(weight, rows)
+    t = host_array(target, "target")
+    if t.dtype.kind == "f" and t.shape == rows.shape:
+        if cap or z_scale:
+            raise ValueError(
+                "softcap and z_loss_scale: supported with class-index targets only, got class "
+                "probabilities"
+            )
+        return _finish(
+            _prob_call(rows, t, weight_array, has_weight, smoothing, reduction, return_grad, out),
+            False,
+            return_grad,
+        )
+    flat = _index_target(t, rows)
+    result = _index_rows_call(
+        rows,
+        flat,
+        weight_array,
+        has_weight,
+        ignore_index,
+        reduction,
+        smoothing=smoothing,
+        softcap=cap,
+        z_scale=z_scale,
+        return_grad=return_grad,
+        out=out,
+    )
+    return _finish(result, return_z_loss, return_grad)
+
+
+def _prob_call(rows, target, weight, has_weight, smoothing, reduction, return_grad, out):
+    moved = target if target.ndim <= 2 else np.moveaxis(target, 1, -1)
+    probs = np.ascontiguousarray(check_cast(moved, rows.dtype, "target")).reshape(rows.matrix.shape)
+    denominator = float(rows.rows) if reduction == "mean" else 1.0
+    grad = rows.grad_buffer(out) if return_grad else np.empty((0, rows.classes), rows.dtype)
+    if return_grad and np.may_share_memory(grad, probs):
+        grad = np.empty(rows.matrix.shape, rows.dtype)
+    row_loss = np.empty(rows.rows, np.float64)
+    scalar = rows.dtype.type
+    _launch(
+        "prob_rows",
+        rows.matrix.size,
+        (
+            rows.matrix,
+            probs,
+            weight,
+            has_weight,
+            scalar(smoothing),
+            scalar(1.0 / denominator if denominator else np.inf),
+            grad,
+            row_loss,
+        ),
+    )
+    loss = _reduce_rows(row_loss, rows, reduction, denominator)
+    return loss, None, (rows.finish_grad(grad, out) if return_grad else None)
+
+
+def nll_loss(
+    input: ArrayLike,
+    target: ArrayLike,
+    weight: ArrayLike | None = None,
+    size_average: bool | None = None,
+    ignore_index: int = -100,
+    reduce: bool | None = None,
+    reduction: str = "mean",
+    *,
+    return_grad: bool = False,
+    out: np.ndarray | None = None,
+):
+    r"""Negative log-likelihood of log-probabilities, as ``torch.nn.functional.nll_loss``.
+
+    .. math::
+
+        \ell_i = -w_{t_i}\, x_{i, t_i}, \qquad
+        \frac{\partial \ell_i}{\partial x_{i,c}} = -w_{t_i} [c = t_i].
+
+    Rows whose target is ``ignore_index`` contribute 0; ``"mean"`` divides by the sum of
+    :math:`w_{t_i}` over the rows not ignored. Shapes, dtypes and errors as
+    :func:`cross_entropy` with class-index targets.
+    """
+    reduction = check_reduction(legacy_reduction(size_average, reduce, reduction))
+    _check_grad_options(return_grad, out)
+    rows = _Rows(input)
+    weight_array, has_weight = _class_weight(weight, rows)
+    flat = _index_target(target, rows)
+    count, total_weight = _checked_targets(flat, rows, ignore_index, weight_array, has_weight)
+    denominator = (total_weight if has_weight else float(count)) if reduction == "mean" else 1.0
+    grad = rows.grad_buffer(out) if return_grad else np.empty((0, rows.classes), rows.dtype)
+    row_loss = np.empty(rows.rows, np.float64)
+    scalar = rows.dtype.type
+    _launch(
+        "nll_rows",
+        rows.matrix.size,
+        (
+            rows.matrix,
+            flat,
+            weight_array,
+            has_weight,
+            np.int64(ignore_index),
+            scalar(1.0 / denominator if denominator else np.inf),
+            grad,
+            row_loss,
+        ),
+    )
+    loss = _reduce_rows(row_loss, rows, reduction, denominator)
+    if not return_grad:
+        return loss
+    return loss, rows.finish_grad(grad, out)
+
+
+def focal_loss(
+    input: ArrayLike,
+    target: ArrayLike,
+    alpha: float = 1.0,
+    gamma: float = 2.0,
+    reduction: str = "mean",
+    ignore_index: int = -100,
+    *,
+    return_grad: bool = False,
+    out: np.ndarray | None = None,
+):
+    r"""Multi-class focal loss on logits with class-index targets.
+
+    With :math:`\mathrm{ce} = \mathrm{lse} - x_t` and :math:`p_t = e^{-\mathrm{ce}}`:
+
+    .. math::
+
+        \ell = \alpha (1 - p_t)^\gamma\, \mathrm{ce}, \qquad
+        \frac{\partial \ell}{\partial x_c} = \alpha\bigl((1 - p_t)^\gamma
+            + \gamma (1 - p_t)^{\gamma - 1} p_t\, \mathrm{ce}\bigr)(p_c - [c = t]).
+
+    Rows whose target is ``ignore_index`` contribute 0; ``"mean"`` averages over the rows not
+    ignored. Shapes as :func:`cross_entropy` with class-index targets.
+    """
+    reduction = check_reduction(reduction)
+    _check_grad_options(return_grad, out)
+    g = check_nonnegative(gamma, "gamma")
+    rows = _Rows(input)
+    flat = _index_target(target, rows)
+    weight_array, has_weight = _class_weight(None, rows)
+    result = _index_rows_call(
+        rows,
+        flat,
+        weight_array,
+        has_weight,
+        ignore_index,
+        reduction,
+        alpha=float(alpha),
+        gamma=g,
+        mode=_FOCAL,
+        return_grad=return_grad,
+        out=out,
+    )
+    return _finish(result, False, return_grad)
+
+
+_FOCAL = 1  # kernels.softmax.FOCAL, without importing Numba here

@@ -1,0 +1,340 @@
+"""Row kernels of the softmax family: cross-entropy, NLL, focal loss, on the CPU.
+
+A row is one sample's ``C`` logits, contiguous. Each row is done by one thread in a few
+sweeps over the row while it sits in cache (one read of the logits from memory, one write of
+the gradient):
+
+1. the maximum ``m`` (and, with ``softcap``, the capped logits, written where the gradient
+   goes);
+2. ``s = sum_c exp(x_c - m)``, writing ``e_c = exp(x_c - m)`` where the gradient goes, and
+   the row's other sums (label smoothing, probability targets), all taken against ``m`` so
+   that large logits lose nothing to cancellation;
+3. the row's loss from ``lse = m + log(s)``, the row coefficients of its gradient, and the
+   gradient ``A * e_c / s - E * w_c`` with ``B`` taken off at the target.
+
+The gradient may be written into the logits themselves (``grad`` is ``logits``): every sweep
+reads an element before writing it, and sweep 1 reads the only logit needed later (the
+target's) before anything is written.
+
+Rows are independent, so the result does not depend on how rows are split among threads; the
+per-row losses go to a float64 array that the caller sums in a fixed order.
+
+Class indices are checked before any row is touched (:func:`check_targets`), so a bad index
+raises before the caller's buffer is written.
+
+``mode`` of :func:`index_rows`: ``CROSS_ENTROPY`` or ``FOCAL``.
+"""
+
+import numpy as np
+from numba import njit, prange
+
+from fastloss.kernels._jit import KERNEL_OPTIONS, POINT_OPTIONS
+from fastloss.kernels.scalar import const
+from fastloss.kernels.vmath import exp, exp_nonpos, log
+
+CROSS_ENTROPY = 0
+FOCAL = 1
+
+# rows per parallel task: about this many elements, so that small rows are batched
+TASK_ELEMENTS = 1 << 15
+
+
+@njit(**POINT_OPTIONS)
+def tanh(u):
+    """tanh in ``u``'s precision: an odd series near 0, ``(1 - e)/(1 + e)`` with
+    ``e = exp(-2|u|)`` elsewhere (a few ulps)."""
+    a = abs(u)
+    one = const(u, 1.0)
+    e = exp_nonpos(const(u, -2.0) * a)
+    big = (one - e) / (one + e)
+    a2 = a * a
+    # tanh(a) = a - a^3/3 + 2a^5/15 - 17a^7/315 + 62a^9/2835 - ..., |a| < 0.125
+    small = a + a * a2 * (
+        const(u, -1.0 / 3.0)
+        + a2
+        * (const(u, 2.0 / 15.0) + a2 * (const(u, -17.0 / 315.0) + a2 * const(u, 62.0 / 2835.0)))
+    )
+    t = small if a < const(u, 0.125) else big
+    return t if u >= 0 else -t
+
+
+@njit(cache=True)
+def check_targets(target, classes, ignore_index, weight, has_weight):
+    """First position whose class index is out of ``[0, classes)`` and not ``ignore_index``
+    (-1 if none), the count of rows not ignored, and the sum of their classes' weights (the
+    weighted mean's denominator, in float64, in row order)."""
+    count = 0
+    total = 0.0
+    for i in range(target.size):
+        t = np.int64(target[i])
+        if t == ignore_index:
+            continue
+        if t < 0 or t >= classes:
+            return i, count, total
+        count += 1
+        total += np.float64(weight[t]) if has_weight else 1.0
+    return -1, count, total
+
+
+@njit(**POINT_OPTIONS)
+def _capped_max(x, y, softcap, use_cap):
+    """Row maximum of ``x``, or of ``y = softcap * tanh(x / softcap)`` written into ``y``."""
+    n = x.size
+    m = x[0]
+    if use_cap:
+        inv = const(m, 1.0) / softcap
+        for c in range(n):
+            v = softcap * tanh(x[c] * inv)
+            y[c] = v
+        m = y[0]
+        for c in range(n):
+            m = max(m, y[c])
+    else:
+        for c in range(n):
+            m = max(m, x[c])
+    return m
+
+
+@njit(**POINT_OPTIONS)
+def _index_row(
+    x,
+    t,
+    weight,
+    has_weight,
+    weight_sum,
+    smoothing,
+    softcap,
+    use_cap,
+    z_scale,
+    alpha,
+    gamma,
+    mode,
+    grad_scale,
+    z_grad_scale,
+    want_grad,
+    g,
+    scratch,
+):
+    """Loss and z-loss of one row with class index ``t``; the gradient into ``g``."""
+    n = x.size
+    zero = const(x[0], 0.0)
+    one = const(x[0], 1.0)
+    x_t = x[t]
+    if use_cap:
+        y = g if want_grad else scratch
+        m = _capped_max(x, y, softcap, True)
+        x_t = y[t]
+    else:
+        y = x
+        m = _capped_max(x, y, softcap, False)
+    # sweep 2: s and, for label smoothing, sum_c w_c (m - y_c) >= 0
+    s = zero
+    shifted = zero
+    keep = want_grad and not use_cap
+    for c in range(n):
+        d = y[c] - m
+        e = exp(d)
+        s += e
+        if keep:
+            g[c] = e
+    if smoothing != 0:
+        if has_weight:
+            for c in range(n):
+                shifted += weight[c] * (m - y[c])
+        else:
+            for c in range(n):
+                shifted += m - y[c]
+    log_s = log(s)
+    lse = m + log_s
+    w_t = weight[t] if has_weight else one
+    nll = log_s + (m - x_t)
+    classes = const(m, n)
+    z = z_scale * lse * lse
+    if mode == FOCAL:
+        p_t = exp(-nll)
+        q = one - p_t
+        mod = q**gamma
+        loss = alpha * mod * nll
+        k = mod
+        if q > zero and gamma != 0:
+            k = mod + gamma * (mod / q) * p_t * nll
+        k = alpha * k
+        a = grad_scale * k
+        b = a
+        e_coef = zero
+    else:
+        loss = (one - smoothing) * w_t * nll
+        a = (one - smoothing) * w_t
+        e_coef = zero
+        if smoothing != 0:
+            loss += smoothing / classes * (weight_sum * log_s + shifted)
+            a += smoothing * weight_sum / classes
+            e_coef = grad_scale * smoothing / classes
+        a = grad_scale * a
+        b = grad_scale * (one - smoothing) * w_t
+    loss += z
+    a += z_grad_scale * (z_scale + z_scale) * lse
+    if want_grad:
+        r = a / s
+        if use_cap:
+            inv = one / softcap
+            for c in range(n):
+                yc = y[c]
+                dy = one - (yc * inv) * (yc * inv)
+                gc = r * exp(yc - m)
+                if has_weight:
+                    gc -= e_coef * weight[c]
+                else:
+                    gc -= e_coef
+                g[c] = gc * dy
+            yt = x_t * inv  # y[t] itself is overwritten by now
+            g[t] -= b * (one - yt * yt)
+        else:
+            if has_weight:
+                for c in range(n):
+                    g[c] = r * g[c] - e_coef * weight[c]
+            else:
+                for c in range(n):
+                    g[c] = r * g[c] - e_coef
+            g[t] -= b
+    return loss, z
+
+
+def _index_rows(
+    logits,
+    target,
+    weight,
+    has_weight,
+    weight_sum,
+    ignore_index,
+    smoothing,
+    softcap,
+    z_scale,
+    alpha,
+    gamma,
+    mode,
+    grad_scale,
+    z_grad_scale,
+    grad,
+    row_loss,
+    row_z,
+):
+    rows, classes = logits.shape
+    want_grad = grad.shape[0] == rows
+    use_cap = softcap > 0
+    per_task = max(1, TASK_ELEMENTS // max(classes, 1))
+    tasks = (rows + per_task - 1) // per_task
+    zero = logits.dtype.type(0)
+    for k in prange(tasks):
+        scratch = np.empty(classes if use_cap and not want_grad else 0, logits.dtype)
+        for i in range(k * per_task, min(rows, (k + 1) * per_task)):
+            t = np.int64(target[i])
+            if t == ignore_index:
+                row_loss[i] = 0.0
+                row_z[i] = 0.0
+                if want_grad:
+                    for c in range(classes):
+                        grad[i, c] = zero
+                continue
+            g = grad[i] if want_grad else grad[0:0].reshape(-1)
+            loss, z = _index_row(
+                logits[i],
+                t,
+                weight,
+                has_weight,
+                weight_sum,
+                smoothing,
+                softcap,
+                use_cap,
+                z_scale,
+                alpha,
+                gamma,
+                mode,
+                grad_scale,
+                z_grad_scale,
+                want_grad,
+                g,
+                scratch,
+            )
+            row_loss[i] = loss
+            row_z[i] = z
+
+
+index_rows_serial = njit(parallel=False, **KERNEL_OPTIONS)(_index_rows)
+index_rows_parallel = njit(parallel=True, **KERNEL_OPTIONS)(_index_rows)
+
+
+def _prob_rows(logits, target, weight, has_weight, smoothing, grad_scale, grad, row_loss):
+    """Cross-entropy with class probabilities ``target`` (rows like ``logits``):
+    ``loss = sum_c w_c y'_c (lse - x_c)``, ``y' = (1 - smoothing) y + smoothing / C``;
+    ``grad_c = p_c sum_c w_c y'_c - w_c y'_c``."""
+    rows, classes = logits.shape
+    want_grad = grad.shape[0] == rows
+    per_task = max(1, TASK_ELEMENTS // max(classes, 1))
+    tasks = (rows + per_task - 1) // per_task
+    for k in prange(tasks):
+        for i in range(k * per_task, min(rows, (k + 1) * per_task)):
+            x = logits[i]
+            y = target[i]
+            one = const(x[0], 1.0)
+            keep = one - smoothing
+            spread = smoothing / const(x[0], classes)
+            m = x[0]
+            for c in range(classes):
+                m = max(m, x[c])
+            s = const(m, 0.0)
+            s1 = const(m, 0.0)
+            s2 = const(m, 0.0)
+            for c in range(classes):
+                d = x[c] - m
+                e = exp(d)
+                s += e
+                yc = keep * y[c] + spread
+                if has_weight:
+                    yc = yc * weight[c]
+                s1 += yc
+                s2 += yc * d
+                if want_grad:
+                    grad[i, c] = e
+            log_s = log(s)
+            row_loss[i] = log_s * s1 - s2
+            if want_grad:
+                r = grad_scale * s1 / s
+                for c in range(classes):
+                    yc = keep * y[c] + spread
+                    if has_weight:
+                        yc = yc * weight[c]
+                    grad[i, c] = r * grad[i, c] - grad_scale * yc
+
+
+prob_rows_serial = njit(parallel=False, **KERNEL_OPTIONS)(_prob_rows)
+prob_rows_parallel = njit(parallel=True, **KERNEL_OPTIONS)(_prob_rows)
+
+
+def _nll_rows(logp, target, weight, has_weight, ignore_index, grad_scale, grad, row_loss):
+    """Negative log-likelihood of log-probabilities: ``loss_i = -w_t x_{i,t}``; the gradient
+    is ``-grad_scale * w_t`` at the target and 0 elsewhere."""
+    rows, classes = logp.shape
+    want_grad = grad.shape[0] == rows
+    per_task = max(1, TASK_ELEMENTS // max(classes, 1))
+    tasks = (rows + per_task - 1) // per_task
+    zero = logp.dtype.type(0)
+    for k in prange(tasks):
+        for i in range(k * per_task, min(rows, (k + 1) * per_task)):
+            t = np.int64(target[i])
+            if t == ignore_index:
+                row_loss[i] = 0.0
+                if want_grad:
+                    for c in range(classes):
+                        grad[i, c] = zero
+                continue
+            w_t = weight[t] if has_weight else logp.dtype.type(1)
+            row_loss[i] = -(w_t * logp[i, t])
+            if want_grad:
+                for c in range(classes):
+                    grad[i, c] = zero
+                grad[i, t] = -grad_scale * w_t
+
+
+nll_rows_serial = njit(parallel=False, **KERNEL_OPTIONS)(_nll_rows)
+nll_rows_parallel = njit(parallel=True, **KERNEL_OPTIONS)(_nll_rows)
