@@ -26,11 +26,12 @@ raises before the caller's buffer is written.
 """
 
 import numpy as np
-from numba import njit, prange
+from numba import njit, prange, types
+from numba.extending import overload
 
 from fastloss.kernels._jit import KERNEL_OPTIONS, POINT_OPTIONS
 from fastloss.kernels.scalar import const
-from fastloss.kernels.vmath import exp, exp_nonpos, log
+from fastloss.kernels.vmath import _as_float, _as_int, exp, exp_nonpos, log
 
 CROSS_ENTROPY = 0
 FOCAL = 1
@@ -76,23 +77,105 @@ def check_targets(target, classes, ignore_index, weight, has_weight):
     return -1, count, total
 
 
+def _order_key(v):
+    """An integer whose signed order is ``v``'s order as a float (NaN above +inf)."""
+    raise NotImplementedError  # compiled only, see the overload
+
+
+def _from_key(k):
+    """The float whose :func:`_order_key` is ``k``."""
+    raise NotImplementedError
+
+
+_MAGNITUDE_32 = np.int32(0x7FFFFFFF)
+_MAGNITUDE_64 = np.int64(0x7FFFFFFFFFFFFFFF)
+
+
+@overload(_order_key, target="cpu", jit_options=POINT_OPTIONS)
+def _order_key_overload(v):
+    # A float's bits read as a signed integer order the non-negative floats; flipping the
+    # magnitude bits of the negative ones reverses their order. Integer max reductions
+    # vectorise, where a float max without ``nnan`` does not.
+    if v == types.float32:
+
+        def key32(v):
+            b = _as_int(v)
+            return np.int32(b ^ np.int32((b >> np.int32(31)) & _MAGNITUDE_32))
+
+        return key32
+    if v == types.float64:
+        return lambda v: _as_int(v) ^ ((_as_int(v) >> np.int64(63)) & _MAGNITUDE_64)
+    return None
+
+
+@overload(_from_key, target="cpu", jit_options=POINT_OPTIONS)
+def _from_key_overload(k):
+    if k == types.int32:
+        return lambda k: _as_float(np.int32(k ^ np.int32((k >> np.int32(31)) & _MAGNITUDE_32)))
+    if k == types.int64:
+        return lambda k: _as_float(k ^ ((k >> np.int64(63)) & _MAGNITUDE_64))
+    return None
+
+
+def exp_shifted(d):
+    """``exp(d)`` for ``d = x - max <= 0`` (or NaN), 0 included: the softmax numerators."""
+    raise NotImplementedError
+
+
+def _exp_shifted_f32(d):
+    # exp_nonpos is exact in range only down to -80 (it clamps there, never giving 0);
+    # exp(d/2)**2 reaches below -104, where float32's exp is 0 (masked -inf logits give 0),
+    # for two multiplies instead of the general exp's range handling
+    h = exp_nonpos(d * np.float32(0.5))
+    return h * h
+
+
+def _exp_shifted_other(d):
+    return exp(d)
+
+
+@overload(exp_shifted, target="cpu", jit_options=POINT_OPTIONS)
+def _exp_shifted_overload(d):
+    if d == types.float32:
+        return _exp_shifted_f32
+    if isinstance(d, types.Float):
+        return _exp_shifted_other
+    return None
+
+
+@njit(**POINT_OPTIONS)
+def row_max(x):
+    """``max(x)`` of a non-empty row; NaN if ``x`` holds a positive-signed NaN."""
+    m = _order_key(x[0])
+    for c in range(x.size):
+        m = max(m, _order_key(x[c]))
+    return _from_key(m)
+
+
 @njit(**POINT_OPTIONS)
 def _capped_max(x, y, softcap, use_cap):
     """Row maximum of ``x``, or of ``y = softcap * tanh(x / softcap)`` written into ``y``."""
-    n = x.size
-    m = x[0]
-    if use_cap:
-        inv = const(m, 1.0) / softcap
-        for c in range(n):
-            v = softcap * tanh(x[c] * inv)
-            y[c] = v
-        m = y[0]
-        for c in range(n):
-            m = max(m, y[c])
+    if not use_cap:
+        return row_max(x)
+    inv = const(x[0], 1.0) / softcap
+    for c in range(x.size):
+        y[c] = softcap * tanh(x[c] * inv)
+    return row_max(y)
+
+
+@njit(**POINT_OPTIONS)
+def _exp_sum(y, m, g, keep):
+    """``sum_c exp(y_c - m)``, writing each term into ``g`` when ``keep``."""
+    s = const(m, 0.0)
+    if keep:
+        for c in range(y.size):
+            e = exp_shifted(y[c] - m)
+            g[c] = e
+            s += e
     else:
-        for c in range(n):
-            m = max(m, x[c])
-    return m
+        for c in range(y.size):
+            s += exp_shifted(y[c] - m)
+    return s
 
 
 @njit(**POINT_OPTIONS)
@@ -128,15 +211,8 @@ def _index_row(
         y = x
         m = _capped_max(x, y, softcap, False)
     # sweep 2: s and, for label smoothing, sum_c w_c (m - y_c) >= 0
-    s = zero
+    s = _exp_sum(y, m, g, want_grad and not use_cap)
     shifted = zero
-    keep = want_grad and not use_cap
-    for c in range(n):
-        d = y[c] - m
-        e = exp(d)
-        s += e
-        if keep:
-            g[c] = e
     if smoothing != 0:
         if has_weight:
             for c in range(n):
