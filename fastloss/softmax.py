@@ -63,26 +63,37 @@ class _Rows:
     """``input`` as a C-contiguous ``(rows, C)`` matrix in the compute dtype, and the way
     back to ``input``'s layout for the gradient."""
 
-    def __init__(self, input: ArrayLike, name: str = "input"):
+    def __init__(self, input: ArrayLike, name: str = "input", class_axis: int | None = None):
         x = host_array(input, name)
         if x.ndim == 0:
             raise ValueError(
-                f"{name}: expected an array of shape (C,), (N, C) or "
-                f"(N, C, d1, ..., dk), got a 0-d array"
+                f"{name}: expected an array of shape (C,), (N, C) or (N, C, d1, ..., dk), "
+                "got a 0-d array"
             )
-        self.original = x
-        self.dtype = compute_dtype(x.dtype, name)
         if x.dtype.kind != "f":
             raise TypeError(f"{name}: expected a floating dtype, got {x.dtype}")
+        self.original = x
+        self.dtype = compute_dtype(x.dtype, name)
         self.grad_dtype = _grad_dtype(x, self.dtype)
         self.shape = x.shape
-        self.classes = x.shape[0] if x.ndim == 1 else x.shape[1]
-        # (N, C, d1, ..., dk) -> (N, d1, ..., dk, C): one row per position
-        moved = x if x.ndim <= 2 else np.moveaxis(x, 1, -1)
-        self.moved = x.ndim > 2
-        self.batch_shape = () if x.ndim == 1 else moved.shape[:-1]
+        if class_axis is None:  # torch: classes along dim 1 (dim 0 of a 1-D input)
+            class_axis = 0 if x.ndim == 1 else 1
+        elif not -x.ndim <= class_axis < x.ndim:
+            raise ValueError(
+                f"axis: expected an axis of input's {x.ndim} dimensions, got {class_axis}"
+            )
+        self.class_axis = class_axis % x.ndim
+        self.classes = x.shape[self.class_axis]
+        # one row per position, classes last
+        self.moved = self.class_axis != x.ndim - 1
+        moved = np.moveaxis(x, self.class_axis, -1) if self.moved else x
+        self.batch_shape = moved.shape[:-1]
         rows = check_cast(moved, self.dtype, name)
         self.matrix = np.ascontiguousarray(rows).reshape(-1, self.classes)
+
+    def move(self, array: np.ndarray) -> np.ndarray:
+        """``array`` (of input's shape) with its class axis last."""
+        return np.moveaxis(array, self.class_axis, -1) if self.moved else array
 
     @property
     def rows(self) -> int:
@@ -108,9 +119,7 @@ class _Rows:
         """The gradient in ``input``'s layout, in ``out`` when given."""
         shaped = grad.reshape(self.batch_shape + (self.classes,))
         if self.moved:
-            shaped = np.moveaxis(shaped, -1, 1)
-        else:
-            shaped = shaped.reshape(self.shape)
+            shaped = np.moveaxis(shaped, -1, self.class_axis)
         if out is not None:
             if not (
                 isinstance(out, np.ndarray)
@@ -192,7 +201,7 @@ def _index_rows_call(
     alpha: float = 1.0,
     gamma: float = 0.0,
     mode: int = 0,
-    focal_weighting: bool = False,
+    mean_over: float | None = None,
     return_grad: bool,
     out: object,
 ):
@@ -200,6 +209,8 @@ def _index_rows_call(
     scalar = rows.dtype.type
     if reduction == "mean":
         denominator = total_weight if has_weight else float(count)
+        if mean_over is not None:
+            denominator = mean_over
         z_denominator = float(count)
     else:
         denominator = z_denominator = 1.0
@@ -360,11 +371,11 @@ def cross_entropy(
                 "softcap and z_loss_scale: supported with class-index targets only, got class "
                 "probabilities"
             )
-        return _finish(
-            _prob_call(rows, t, weight_array, has_weight, smoothing, reduction, return_grad, out),
-            False,
-            return_grad,
+        probs = _dense_target(t, rows)
+        result = _prob_call(
+            rows, probs, weight_array, has_weight, smoothing, reduction, return_grad, out
         )
+        return _finish(result, False, return_grad)
     flat = _index_target(t, rows)
     result = _index_rows_call(
         rows,
@@ -382,9 +393,8 @@ def cross_entropy(
     return _finish(result, return_z_loss, return_grad)
 
 
-def _prob_call(rows, target, weight, has_weight, smoothing, reduction, return_grad, out):
-    moved = target if target.ndim <= 2 else np.moveaxis(target, 1, -1)
-    probs = np.ascontiguousarray(check_cast(moved, rows.dtype, "target")).reshape(rows.matrix.shape)
+def _prob_call(rows, probs, weight, has_weight, smoothing, reduction, return_grad, out):
+    """Cross-entropy against probability rows ``probs`` (laid out as ``rows.matrix``)."""
     denominator = float(rows.rows) if reduction == "mean" else 1.0
     grad = rows.grad_buffer(out) if return_grad else np.empty((0, rows.classes), rows.dtype)
     if return_grad and np.may_share_memory(grad, probs):
@@ -509,3 +519,247 @@ def focal_loss(
 
 
 _FOCAL = 1  # kernels.softmax.FOCAL, without importing Numba here
+
+
+# --- Keras's semantics, in the same form (input = y_pred, target = y_true) -------------------
+
+_KERAS_CROSSENTROPY = 0  # kernels.softmax.KERAS_CROSSENTROPY
+_KERAS_FOCAL = 1  # kernels.softmax.KERAS_FOCAL
+
+
+def _keras_clip(dtype: np.dtype, mode: int) -> tuple:
+    """The clip range ``[1e-7, 1 - 1e-7]`` of Keras's probabilities, as it meets ``dtype``:
+    Python floats in the cross-entropies (``torch.clip``), float32 tensors in the focal loss
+    (``keras.ops.clip`` converts its bounds to floatx first)."""
+    low, high = 1e-7, 1.0 - 1e-7
+    if mode == _KERAS_FOCAL:
+        low, high = float(np.float32(low)), float(np.float32(high))
+    return dtype.type(low), dtype.type(high)
+
+
+def _dense_target(target: object, rows: _Rows) -> np.ndarray:
+    y = host_array(target, "target")
+    if y.shape != rows.shape:
+        raise ValueError(f"target: expected the shape of input {rows.shape}, got {y.shape}")
+    return np.ascontiguousarray(check_cast(rows.move(y), rows.dtype, "target")).reshape(
+        rows.matrix.shape
+    )
+
+
+def _sparse_target(target: object, rows: _Rows) -> np.ndarray:
+    t = host_array(target, "target")
+    if t.ndim == len(rows.shape) and t.ndim and t.shape[rows.class_axis] == 1:
+        t = np.squeeze(t, axis=rows.class_axis)  # Keras accepts (N, 1) labels
+    if t.dtype.kind == "f":
+        t = t.astype(np.int64)  # Keras casts labels to int64 (truncating)
+    return _index_target(t, rows)
+
+
+def _keras_call(
+    rows: _Rows,
+    target: np.ndarray,
+    *,
+    sparse: bool,
+    from_logits: bool,
+    mode: int,
+    smoothing: float,
+    alpha: float,
+    gamma: float,
+    ignore_class: int,
+    reduction: str,
+    mean_over: float,
+    return_grad: bool,
+    out: object,
+):
+    denominator = mean_over if reduction == "mean" else 1.0
+    grad = rows.grad_buffer(out) if return_grad else np.empty((0, rows.classes), rows.dtype)
+    row_loss = np.empty(rows.rows, np.float64)
+    scalar = rows.dtype.type
+    dense = np.empty((1, rows.classes), rows.dtype) if sparse else target
+    index = target if sparse else np.zeros(1, np.int64)
+    _launch(
+        "keras_rows",
+        rows.matrix.size,
+        (
+            rows.matrix,
+            dense,
+            index,
+            sparse,
+            from_logits,
+            np.int64(mode),
+            scalar(smoothing),
+            scalar(alpha),
+            scalar(gamma),
+            *_keras_clip(rows.dtype, mode),
+            np.int64(ignore_class),
+            scalar(1.0 / denominator if denominator else np.inf),
+            grad,
+            row_loss,
+        ),
+    )
+    loss = _reduce_rows(row_loss, rows, reduction, denominator)
+    if not return_grad:
+        return loss
+    return loss, rows.finish_grad(grad, out)
+
+
+def categorical_crossentropy(
+    input: ArrayLike,
+    target: ArrayLike,
+    *,
+    from_logits: bool = False,
+    label_smoothing: float = 0.0,
+    axis: int = -1,
+    reduction: str = "mean",
+    return_grad: bool = False,
+    out: np.ndarray | None = None,
+):
+    r"""Cross-entropy of predicted class probabilities against target probabilities, as
+    ``keras.losses.categorical_crossentropy`` computes it.
+
+    With :math:`y' = (1 - \varepsilon) y + \varepsilon / C` (label smoothing) along ``axis``:
+    with ``from_logits=False`` the predictions :math:`o` are renormalised,
+    :math:`\tilde q = o / \sum_c o_c`, clipped to :math:`q = \mathrm{clip}(\tilde q, 10^{-7},
+    1 - 10^{-7})` and :math:`\ell = -\sum_c y'_c \log q_c`; with ``from_logits=True``
+    :math:`\ell = -\sum_c y'_c \log \mathrm{softmax}(o)_c`. Gradient, with
+    :math:`G_c = -y'_c / q_c` where :math:`\tilde q_c` lies inside the clip range and 0
+    elsewhere: :math:`\partial\ell/\partial o_j = (G_j - \sum_c G_c \tilde q_c) / \sum_c o_c`
+    (and :math:`p_j \sum_c y'_c - y'_j` from logits).
+
+    ``reduction``: "mean" averages the per-sample losses (Keras's ``sum_over_batch_size``),
+    "sum" adds them, "none" returns them (``input``'s shape without ``axis``).
+    """
+    reduction = check_reduction(reduction)
+    _check_grad_options(return_grad, out)
+    smoothing = _check_smoothing(label_smoothing)
+    rows = _Rows(input, class_axis=int(axis))
+    y = _dense_target(target, rows)
+    if from_logits:  # Keras takes log_softmax: the probability-target cross-entropy
+        ones, has_weight = _class_weight(None, rows)
+        result = _prob_call(rows, y, ones, has_weight, smoothing, reduction, return_grad, out)
+        return _finish(result, False, return_grad)
+    return _keras_call(
+        rows,
+        y,
+        sparse=False,
+        from_logits=False,
+        mode=_KERAS_CROSSENTROPY,
+        smoothing=smoothing,
+        alpha=1.0,
+        gamma=0.0,
+        ignore_class=-1,
+        reduction=reduction,
+        mean_over=float(rows.rows),
+        return_grad=return_grad,
+        out=out,
+    )
+
+
+def sparse_categorical_crossentropy(
+    input: ArrayLike,
+    target: ArrayLike,
+    *,
+    from_logits: bool = False,
+    ignore_class: int | None = None,
+    axis: int = -1,
+    reduction: str = "mean",
+    return_grad: bool = False,
+    out: np.ndarray | None = None,
+):
+    r"""Cross-entropy of predicted class probabilities against class indices, as
+    ``keras.losses.sparse_categorical_crossentropy`` computes it.
+
+    :func:`categorical_crossentropy` with one-hot targets: :math:`\ell = -\log q_t` (renormalised
+    and clipped probabilities) or :math:`\mathrm{lse}(o) - o_t` with ``from_logits=True``.
+    Labels may carry a trailing axis of size 1, and float labels are truncated, as Keras
+    does. Samples labelled ``ignore_class`` give 0 and are left out of the mean (Keras's
+    mask); without ``ignore_class``, label -100 is skipped as Keras's torch backend skips it.
+    """
+    reduction = check_reduction(reduction)
+    _check_grad_options(return_grad, out)
+    rows = _Rows(input, class_axis=int(axis))
+    flat = _sparse_target(target, rows)
+    ignore = -100 if ignore_class is None else int(ignore_class)
+    ones, has_weight = _class_weight(None, rows)
+    count, _ = _checked_targets(flat, rows, ignore, ones, False)
+    # Keras's mean divides by every sample without ignore_class, by the unmasked ones with it
+    mean_over = float(rows.rows if ignore_class is None else count)
+    if from_logits:
+        result = _index_rows_call(
+            rows,
+            flat,
+            ones,
+            has_weight,
+            ignore,
+            reduction,
+            mean_over=mean_over,
+            return_grad=return_grad,
+            out=out,
+        )
+        return _finish(result, False, return_grad)
+    return _keras_call(
+        rows,
+        flat,
+        sparse=True,
+        from_logits=False,
+        mode=_KERAS_CROSSENTROPY,
+        smoothing=0.0,
+        alpha=1.0,
+        gamma=0.0,
+        ignore_class=ignore,
+        reduction=reduction,
+        mean_over=mean_over,
+        return_grad=return_grad,
+        out=out,
+    )
+
+
+def categorical_focal_crossentropy(
+    input: ArrayLike,
+    target: ArrayLike,
+    *,
+    alpha: float = 0.25,
+    gamma: float = 2.0,
+    from_logits: bool = False,
+    label_smoothing: float = 0.0,
+    axis: int = -1,
+    reduction: str = "mean",
+    return_grad: bool = False,
+    out: np.ndarray | None = None,
+):
+    r"""Categorical focal cross-entropy, as ``keras.losses.categorical_focal_crossentropy``
+    computes it.
+
+    With :math:`q` the renormalised, clipped probabilities (of ``softmax(input)`` when
+    ``from_logits``) and :math:`y'` the smoothed targets as in :func:`categorical_crossentropy`:
+
+    .. math::
+
+        \ell = \sum_c \alpha (1 - q_c)^\gamma (-y'_c \log q_c), \qquad
+        \frac{\partial \ell}{\partial q_c} = \alpha\bigl(\gamma (1 - q_c)^{\gamma - 1}
+            y'_c \log q_c - (1 - q_c)^\gamma y'_c / q_c\bigr),
+
+    carried back through the clip (0 outside its range), the renormalisation and the softmax.
+    ``alpha`` is a scalar.
+    """
+    reduction = check_reduction(reduction)
+    _check_grad_options(return_grad, out)
+    smoothing = _check_smoothing(label_smoothing)
+    g = check_nonnegative(gamma, "gamma")
+    rows = _Rows(input, class_axis=int(axis))
+    y = _dense_target(target, rows)
+    return _keras_call(
+        rows,
+        y,
+        sparse=False,
+        from_logits=bool(from_logits),
+        mode=_KERAS_FOCAL,
+        smoothing=smoothing,
+        alpha=float(alpha),
+        gamma=g,
+        ignore_class=-1,
+        reduction=reduction,
+        mean_over=float(rows.rows),
+        return_grad=return_grad,
+        out=out,
+    )

@@ -414,3 +414,142 @@ def _nll_rows(logp, target, weight, has_weight, ignore_index, grad_scale, grad, 
 
 nll_rows_serial = njit(parallel=False, **KERNEL_OPTIONS)(_nll_rows)
 nll_rows_parallel = njit(parallel=True, **KERNEL_OPTIONS)(_nll_rows)
+
+
+# --- Keras's probability cross-entropies ---------------------------------------------------
+# Keras (categorical, sparse categorical and categorical focal cross-entropy with
+# ``from_logits=False``, focal also with logits) renormalises the predictions by their sum,
+# clips them to [eps, 1 - eps] and takes their log; the gradient follows the clip (0 outside
+# the range), the renormalisation and, for focal with logits, the softmax.
+
+KERAS_CROSSENTROPY = 0
+KERAS_FOCAL = 1
+
+
+@njit(**POINT_OPTIONS)
+def _keras_row(
+    x,
+    y,
+    t,
+    sparse,
+    from_logits,
+    mode,
+    smoothing,
+    alpha,
+    gamma,
+    low,
+    high,
+    scale,
+    want_grad,
+    g,
+    work,
+):
+    """Loss of one row; the gradient (times ``scale``) into ``g``; ``work`` holds the
+    derivative with respect to each clipped probability."""
+    n = x.size
+    zero = const(x[0], 0.0)
+    one = const(x[0], 1.0)
+    keep = one - smoothing
+    spread = smoothing / const(x[0], n)
+    m = zero
+    s = one
+    if from_logits:
+        m = row_max(x)
+        s = _exp_sum(x, m, work, False)
+    total = zero
+    for c in range(n):
+        total += (exp_shifted(x[c] - m) / s) if from_logits else x[c]
+    loss = zero
+    tq = zero
+    for c in range(n):
+        o = (exp_shifted(x[c] - m) / s) if from_logits else x[c]
+        q_raw = o / total
+        q = min(max(q_raw, low), high)
+        inside = q_raw >= low and q_raw <= high
+        if sparse:
+            yc = one if c == t else zero
+        else:
+            yc = keep * y[c] + spread
+        lq = log(q)
+        if mode == KERAS_FOCAL:
+            r = one - q
+            w = r**gamma
+            loss += alpha * w * (-yc * lq)
+            dq = alpha * (gamma * r ** (gamma - one) * yc * lq - w * yc / q)
+        else:
+            loss -= yc * lq
+            dq = -yc / q
+        dq = dq if inside else zero
+        work[c] = dq
+        tq += dq * q_raw
+    if want_grad:
+        if from_logits:
+            u = zero
+            for c in range(n):
+                u += (work[c] - tq) / total * (exp_shifted(x[c] - m) / s)
+            for c in range(n):
+                o = exp_shifted(x[c] - m) / s
+                g[c] = scale * (o * ((work[c] - tq) / total - u))
+        else:
+            for c in range(n):
+                g[c] = scale * ((work[c] - tq) / total)
+    return loss
+
+
+def _keras_rows(
+    probs,
+    target,
+    index,
+    sparse,
+    from_logits,
+    mode,
+    smoothing,
+    alpha,
+    gamma,
+    low,
+    high,
+    ignore_class,
+    grad_scale,
+    grad,
+    row_loss,
+):
+    """Keras's cross-entropies of ``probs`` rows against probability rows ``target`` or, when
+    ``sparse``, class indices ``index`` (rows of class ``ignore_class`` give 0)."""
+    rows, classes = probs.shape
+    want_grad = grad.shape[0] == rows
+    per_task = max(1, TASK_ELEMENTS // max(classes, 1))
+    tasks = (rows + per_task - 1) // per_task
+    zero = probs.dtype.type(0)
+    for k in prange(tasks):
+        work = np.empty(classes, probs.dtype)
+        for i in range(k * per_task, min(rows, (k + 1) * per_task)):
+            t = np.int64(index[i]) if sparse else np.int64(0)
+            if sparse and t == ignore_class:
+                row_loss[i] = 0.0
+                if want_grad:
+                    for c in range(classes):
+                        grad[i, c] = zero
+                continue
+            g = grad[i] if want_grad else grad[0:0].reshape(-1)
+            y = target[0] if sparse else target[i]
+            row_loss[i] = _keras_row(
+                probs[i],
+                y,
+                t,
+                sparse,
+                from_logits,
+                mode,
+                smoothing,
+                alpha,
+                gamma,
+                low,
+                high,
+                grad_scale,
+                want_grad,
+                g,
+                work,
+            )
+
+
+keras_rows_serial = njit(parallel=False, **KERNEL_OPTIONS)(_keras_rows)
+keras_rows_parallel = njit(parallel=True, **KERNEL_OPTIONS)(_keras_rows)
