@@ -21,3 +21,9 @@ from fastloss.regression import msle_loss as msle_loss
 from fastloss.regression import poisson_nll_loss as poisson_nll_loss
 from fastloss.regression import rmse_loss as rmse_loss
 from fastloss.regression import smooth_l1_loss as smooth_l1_loss
+from fastloss.softmax import categorical_crossentropy as categorical_crossentropy
+from fastloss.softmax import categorical_focal_crossentropy as categorical_focal_crossentropy
+from fastloss.softmax import cross_entropy as cross_entropy
+from fastloss.softmax import focal_loss as focal_loss
+from fastloss.softmax import nll_loss as nll_loss
+from fastloss.softmax import sparse_categorical_crossentropy as sparse_categorical_crossentropy

@@ -34,6 +34,10 @@ def _torch_reference(name: str):
         "mape_loss": lambda x, t: (
             100 * torch.mean(torch.abs((t - x) / torch.clamp(torch.abs(t), min=1e-7)))
         ),
+        "focal_loss": lambda x, t: torch.mean(
+            (1 - torch.exp(-F.cross_entropy(x, t, reduction="none"))) ** 2
+            * F.cross_entropy(x, t, reduction="none")
+        ),
     }
     loss = expressions.get(name) or getattr(F, name, None)
 
@@ -78,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
             times.append(time.perf_counter() - start)
         elapsed = float(np.median(times[1:]))
         line = (
-            f"{name:<18} {float(value):>14.7g} {elapsed * 1e3:>8.1f} {args.n / elapsed / 1e6:>9.0f}"
+            f"{name:<32} {float(value):>14.7g} {elapsed * 1e3:>8.1f} {args.n / elapsed / 1e6:>9.0f}"
         )
         reference = None if args.no_torch else _torch_reference(name)
         if reference is not None:

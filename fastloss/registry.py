@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from fastloss import regression
+from fastloss import regression, softmax
 
 
 def _regression_inputs(rng: np.random.Generator, n: int, dtype) -> dict:
@@ -40,6 +40,43 @@ def _count_inputs(rng: np.random.Generator, n: int, dtype) -> dict:
 def _gaussian_inputs(rng: np.random.Generator, n: int, dtype) -> dict:
     inputs = _regression_inputs(rng, n, dtype)
     inputs["var"] = rng.random(n, dtype=np.float32).astype(dtype, copy=False) + dtype(0.1)
+    return inputs
+
+
+CLASSES = 1000  # classes of the generated classification inputs
+
+
+def _logit_inputs(rng: np.random.Generator, n: int, dtype) -> dict:
+    rows = max(1, n // CLASSES)
+    return {
+        "input": rng.standard_normal((rows, CLASSES), dtype=np.float32).astype(dtype, copy=False),
+        "target": rng.integers(0, CLASSES, rows),
+    }
+
+
+def _log_prob_inputs(rng: np.random.Generator, n: int, dtype) -> dict:
+    inputs = _logit_inputs(rng, n, dtype)
+    x = inputs["input"]
+    inputs["input"] = (
+        x
+        - np.log(np.sum(np.exp(x - x.max(1, keepdims=True)), 1, keepdims=True))
+        - (x.max(1, keepdims=True))
+    )
+    return inputs
+
+
+def _probability_inputs(rng: np.random.Generator, n: int, dtype) -> dict:
+    inputs = _logit_inputs(rng, n, dtype)
+    x = inputs["input"]
+    p = rng.random(x.shape, dtype=np.float32).astype(dtype, copy=False) + dtype(0.01)
+    inputs["input"] = p / p.sum(1, keepdims=True)
+    inputs["target"] = np.eye(CLASSES, dtype=dtype)[inputs["target"]]
+    return inputs
+
+
+def _sparse_probability_inputs(rng: np.random.Generator, n: int, dtype) -> dict:
+    inputs = _probability_inputs(rng, n, dtype)
+    inputs["target"] = inputs["target"].argmax(1)
     return inputs
 
 
@@ -121,6 +158,54 @@ LOSSES: dict[str, LossInfo] = {
             "keras",
             "keras.losses.MeanAbsolutePercentageError",
             _positive_inputs,
+        ),
+        LossInfo(
+            "cross_entropy",
+            softmax.cross_entropy,
+            "classification",
+            "torch",
+            "torch.nn.functional.cross_entropy",
+            _logit_inputs,
+        ),
+        LossInfo(
+            "nll_loss",
+            softmax.nll_loss,
+            "classification",
+            "torch",
+            "torch.nn.functional.nll_loss",
+            _log_prob_inputs,
+        ),
+        LossInfo(
+            "focal_loss",
+            softmax.focal_loss,
+            "classification",
+            "torch",
+            "alpha * (1 - p_t) ** gamma * torch.nn.functional.cross_entropy",
+            _logit_inputs,
+        ),
+        LossInfo(
+            "categorical_crossentropy",
+            softmax.categorical_crossentropy,
+            "classification",
+            "keras",
+            "keras.losses.CategoricalCrossentropy",
+            _probability_inputs,
+        ),
+        LossInfo(
+            "sparse_categorical_crossentropy",
+            softmax.sparse_categorical_crossentropy,
+            "classification",
+            "keras",
+            "keras.losses.SparseCategoricalCrossentropy",
+            _sparse_probability_inputs,
+        ),
+        LossInfo(
+            "categorical_focal_crossentropy",
+            softmax.categorical_focal_crossentropy,
+            "classification",
+            "keras",
+            "keras.losses.CategoricalFocalCrossentropy",
+            _probability_inputs,
         ),
     ]
 }
