@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     dtype = np.dtype(args.dtype).type
     rng = np.random.default_rng(args.seed)
     print(f"fastloss: {args.n:,} {args.dtype} predictions, {len(LOSSES)} losses", flush=True)
-    header = f"{'loss':<18} {'value':>14} {'ms':>8} {'Mpred/s':>9}"
+    header = f"{'loss':<32} {'value':>14} {'ms':>8} {'Mpred/s':>9}"
     if not args.no_torch:
         header += f" {'torch value':>14} {'torch ms':>9} {'speed-up':>8}"
     print(header, flush=True)
