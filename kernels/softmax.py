@@ -167,7 +167,13 @@ def _capped_max(x, y, softcap, use_cap):
 def _exp_sum(y, m, g, keep):
     """``sum_c exp(y_c - m)``, writing each term into ``g`` when ``keep``."""
     s = const(m, 0.0)
-    if keep:
+    if keep and y.ctypes.data == g.ctypes.data:
+        # in place: one array in the loop, or LLVM's overlap check sends it to scalar code
+        for c in range(g.size):
+            e = exp_shifted(g[c] - m)
+            g[c] = e
+            s += e
+    elif keep:
         for c in range(y.size):
             e = exp_shifted(y[c] - m)
             g[c] = e
@@ -211,7 +217,6 @@ def _index_row(
         y = x
         m = _capped_max(x, y, softcap, False)
     # sweep 2: s and, for label smoothing, sum_c w_c (m - y_c) >= 0
-    s = _exp_sum(y, m, g, want_grad and not use_cap)
     shifted = zero
     if smoothing != 0:
         if has_weight:
@@ -220,6 +225,8 @@ def _index_row(
         else:
             for c in range(n):
                 shifted += m - y[c]
+    # last: with the gradient written into the logits, y is gone after this
+    s = _exp_sum(y, m, g, want_grad and not use_cap)
     log_s = log(s)
     lse = m + log_s
     w_t = weight[t] if has_weight else one
@@ -355,23 +362,17 @@ def _prob_rows(logits, target, weight, has_weight, smoothing, grad_scale, grad, 
             one = const(x[0], 1.0)
             keep = one - smoothing
             spread = smoothing / const(x[0], classes)
-            m = x[0]
-            for c in range(classes):
-                m = max(m, x[c])
-            s = const(m, 0.0)
+            m = row_max(x)
             s1 = const(m, 0.0)
             s2 = const(m, 0.0)
             for c in range(classes):
-                d = x[c] - m
-                e = exp(d)
-                s += e
                 yc = keep * y[c] + spread
                 if has_weight:
                     yc = yc * weight[c]
                 s1 += yc
-                s2 += yc * d
-                if want_grad:
-                    grad[i, c] = e
+                s2 += yc * (x[c] - m)
+            # last: with the gradient written into the logits, x is gone after this
+            s = _exp_sum(x, m, grad[i] if want_grad else x, want_grad)
             log_s = log(s)
             row_loss[i] = log_s * s1 - s2
             if want_grad:
