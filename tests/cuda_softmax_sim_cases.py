@@ -1,0 +1,312 @@
+"""The softmax family's CUDA kernels under Numba's CUDA simulator (run by
+``tests/test_cuda_softmax.py`` in a pytest process of its own)::
+
+    NUMBA_ENABLE_CUDASIM=1 python -m pytest tests/cuda_softmax_sim_cases.py
+
+Threads per block are shrunk to 4, so a row of up to 40 classes takes up to 10 strides per
+thread and a row of 3 leaves a thread idle. Every device result (loss, z-loss, gradient) is
+compared with the CPU result of the same call of :mod:`fastloss.softmax` (itself tested against
+torch elsewhere). The simulator runs each CUDA thread as a Python thread, so inputs stay tiny.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+if os.environ.get("NUMBA_ENABLE_CUDASIM") != "1":
+    pytest.skip("needs NUMBA_ENABLE_CUDASIM=1 before Numba is imported", allow_module_level=True)
+
+from numba import cuda  # noqa: E402
+
+import fastloss.kernels.cuda.softmax as cuda_softmax  # noqa: E402
+from fastloss import _cuda_softmax as dev  # noqa: E402
+from fastloss import softmax as cpu  # noqa: E402
+
+THREADS = 4
+cuda_softmax.THREADS_PER_BLOCK = THREADS
+
+FLOATS = (np.float32, np.float64)
+REDUCTIONS = ("mean", "sum", "none")
+ROWS, CLASSES = 5, 11
+
+pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
+
+
+def host(x):
+    return None if x is None else np.asarray(x.copy_to_host())
+
+
+def assert_close(got, want, dtype, n, what="", ulps=8):
+    """Elements to ``ulps`` ulps of ``dtype``; sums to the rounding of ``n`` terms."""
+    want = np.asarray(want, dtype=np.float64)
+    got_host = host(got)
+    assert got_host.dtype == np.dtype(dtype), f"{what}: dtype {got_host.dtype}"
+    got64 = got_host.astype(np.float64)
+    assert got64.shape == want.shape, f"{what}: shape {got64.shape} != {want.shape}"
+    eps = float(np.finfo(dtype).eps)
+    finite = np.abs(want[np.isfinite(want)])
+    scale = float(finite.max()) if finite.size else 1.0
+    np.testing.assert_allclose(
+        got64,
+        want,
+        rtol=ulps * eps,
+        atol=ulps * eps * max(scale, 1.0) * max(n, 1) ** 0.5,
+        err_msg=what,
+    )
+
+
+def logits(shape, dtype, seed=0):
+    rng = np.random.default_rng(seed)
+    return (3.0 * rng.standard_normal(shape)).astype(dtype)
+
+
+def targets(rows, classes, seed=0, ignore=True):
+    rng = np.random.default_rng(seed + 1)
+    t = rng.integers(0, classes, rows)
+    t[-1] = classes - 1
+    if ignore and rows > 2:
+        t[1] = -100
+    return t
+
+
+def weights(classes, dtype, seed=0):
+    return np.random.default_rng(seed + 2).uniform(0.25, 2.0, classes).astype(dtype)
+
+
+def to_dev(x):
+    return None if x is None else cuda.to_device(x)
+
+
+# --- cross-entropy with class indices --------------------------------------------------------
+
+OPTIONS = {
+    "plain": {},
+    "weight": {"weight": True},
+    "smooth": {"label_smoothing": 0.2},
+    "smooth-weight": {"label_smoothing": 0.1, "weight": True},
+    "softcap-z": {"softcap": 2.5, "z_loss_scale": 1e-2},
+    "all": {"softcap": 4.0, "z_loss_scale": 1e-3, "label_smoothing": 0.3, "weight": True},
+}
+
+
+def run_ce(x, t, w, options, reduction, return_grad=True, out_is_input=False):
+    kwargs = {k: v for k, v in options.items() if k != "weight"}
+    want = cpu.cross_entropy(
+        x,
+        t,
+        w,
+        reduction=reduction,
+        return_z_loss=True,
+        return_grad=return_grad,
+        **kwargs,
+    )
+    dx = cuda.to_device(x)
+    got = dev.cross_entropy(
+        dx,
+        to_dev(t),
+        to_dev(w),
+        -100,
+        reduction,
+        options.get("label_smoothing", 0.0),
+        options.get("softcap", 0.0),
+        options.get("z_loss_scale", 0.0),
+        return_grad=return_grad,
+        out=dx if out_is_input else None,
+    )
+    return want, got, dx
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("dtype", FLOATS, ids=["f32", "f64"])
+@pytest.mark.parametrize("name", list(OPTIONS))
+def test_cross_entropy_index(name, dtype, reduction):
+    options = OPTIONS[name]
+    x = logits((ROWS, CLASSES), dtype)
+    t = targets(ROWS, CLASSES)
+    w = weights(CLASSES, dtype) if options.get("weight") else None
+    want, got, _ = run_ce(x, t, w, options, reduction)
+    n = x.size
+    # the softcap's derivative 1 - tanh^2 cancels near |tanh| = 1: the CPU's tanh and
+    # libdevice's differ by an ulp or two, amplified by 1 / (1 - tanh^2)
+    ulps = 1024 if "softcap" in options else 8
+    assert_close(got[0], want[0], dtype, n, "loss", ulps)
+    assert_close(got[1], want[1], dtype, n, "z_loss", ulps)
+    assert_close(got[2], want[2], dtype, n, "grad", ulps)
+    if reduction != "none":
+        assert got[0].shape == ()
+
+
+@pytest.mark.parametrize("dtype", FLOATS, ids=["f32", "f64"])
+def test_cross_entropy_forward_only_long_rows(dtype):
+    """40 classes: 10 strides per thread; no gradient buffer."""
+    x = logits((3, 40), dtype, seed=3)
+    x[0, 7] = 60.0  # a dominant logit: the max shift matters
+    t = np.array([7, 39, 0])
+    want, got, _ = run_ce(x, t, None, {"label_smoothing": 0.05}, "mean", return_grad=False)
+    assert got[2] is None
+    assert_close(got[0], want[0], dtype, x.size, "loss")
+
+
+@pytest.mark.parametrize("dtype", FLOATS, ids=["f32", "f64"])
+def test_cross_entropy_in_place(dtype):
+    x = logits((4, 9), dtype, seed=4)
+    t = targets(4, 9)
+    w = weights(9, dtype)
+    options = {"label_smoothing": 0.1, "softcap": 3.0, "z_loss_scale": 1e-2, "weight": True}
+    want, got, dx = run_ce(x, t, w, options, "mean", out_is_input=True)
+    assert got[2] is dx
+    assert_close(got[2], want[2], dtype, x.size, "grad in place", 1024)
+    assert_close(got[0], want[0], dtype, x.size, "loss", 1024)
+
+
+def test_cross_entropy_out_other_array():
+    x = logits((3, 6), np.float32, seed=5)
+    t = np.array([0, 5, 2])
+    out = cuda.device_array((3, 6), np.float32)
+    got = dev.cross_entropy(cuda.to_device(x), to_dev(t), return_grad=True, out=out)
+    want = cpu.cross_entropy(x, t, return_grad=True)
+    assert got[2] is out
+    assert_close(out, want[1], np.float32, x.size, "out")
+
+
+def test_cross_entropy_few_classes_one_row():
+    """3 classes (a thread of 4 idle) and a 1-D input: a 0-d per-row result."""
+    x = logits((3,), np.float64, seed=6)
+    t = np.array(2)
+    want = cpu.cross_entropy(x, t, reduction="none", return_grad=True)
+    got = dev.cross_entropy(
+        cuda.to_device(x), cuda.to_device(t), reduction="none", return_grad=True
+    )
+    assert got[0].shape == ()
+    assert_close(got[0], want[0], np.float64, 3, "loss")
+    assert_close(got[2], want[1], np.float64, 3, "grad")
+
+
+def test_cross_entropy_all_ignored_and_int32_targets():
+    x = logits((3, 5), np.float32, seed=7)
+    t = np.full(3, 7, np.int32)
+    want = cpu.cross_entropy(x, t, ignore_index=7, return_grad=True)
+    got = dev.cross_entropy(cuda.to_device(x), cuda.to_device(t), None, 7, return_grad=True)
+    assert np.isnan(host(got[0])) and np.isnan(want[0])
+    assert_close(got[2], want[1], np.float32, x.size, "grad")
+
+
+def test_cross_entropy_mean_over_and_float16():
+    x = logits((4, 6), np.float16, seed=8)
+    t = np.array([1, -100, 5, 0], np.int16)
+    got = dev.cross_entropy(cuda.to_device(x), cuda.to_device(t), return_grad=True, mean_over=4.0)
+    want = cpu.sparse_categorical_crossentropy(x, t, from_logits=True, return_grad=True)
+    assert host(got[2]).dtype == np.float16
+    np.testing.assert_allclose(host(got[0]), want[0], rtol=1e-6)
+    np.testing.assert_allclose(host(got[2]), want[1], rtol=2e-3, atol=1e-4)
+
+
+@pytest.mark.parametrize("position", [0, 4])
+def test_index_error_before_writing(position):
+    x = logits((5, 6), np.float32, seed=9)
+    t = np.array([1, 2, 3, 4, 5])
+    t[position] = 6
+    dx = cuda.to_device(x)
+    with pytest.raises(IndexError, match=rf"class index 6 at position \({position},\)"):
+        dev.cross_entropy(dx, cuda.to_device(t), return_grad=True, out=dx)
+    np.testing.assert_array_equal(host(dx), x)  # input untouched
+    t[position] = -3
+    with pytest.raises(IndexError, match="class index -3"):
+        dev.nll_loss(dx, cuda.to_device(t))
+
+
+def test_deterministic():
+    x = logits((6, 33), np.float32, seed=10)
+    t = targets(6, 33)
+    first = dev.cross_entropy(cuda.to_device(x), cuda.to_device(t), return_grad=True)
+    again = dev.cross_entropy(cuda.to_device(x), cuda.to_device(t), return_grad=True)
+    for a, b in zip(first, again, strict=True):
+        np.testing.assert_array_equal(host(a), host(b))
+
+
+# --- probability targets -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("dtype", FLOATS, ids=["f32", "f64"])
+@pytest.mark.parametrize("weighted", [False, True], ids=["plain", "weight-smooth"])
+def test_cross_entropy_probabilities(weighted, dtype, reduction):
+    x = logits((ROWS, CLASSES), dtype, seed=11)
+    y = np.random.default_rng(12).dirichlet(np.ones(CLASSES), ROWS).astype(dtype)
+    w = weights(CLASSES, dtype) if weighted else None
+    smoothing = 0.15 if weighted else 0.0
+    want = cpu.cross_entropy(
+        x, y, w, reduction=reduction, label_smoothing=smoothing, return_grad=True
+    )
+    got = dev.cross_entropy(
+        cuda.to_device(x),
+        cuda.to_device(y),
+        to_dev(w),
+        -100,
+        reduction,
+        smoothing,
+        return_grad=True,
+    )
+    assert got[1] is None
+    assert_close(got[0], want[0], dtype, x.size, "loss")
+    assert_close(got[2], want[1], dtype, x.size, "grad")
+
+
+def test_probabilities_in_place():
+    x = logits((3, 7), np.float64, seed=13)
+    y = np.random.default_rng(14).dirichlet(np.ones(7), 3)
+    want = cpu.cross_entropy(x, y, reduction="sum", return_grad=True)
+    dx = cuda.to_device(x)
+    got = dev.cross_entropy(dx, cuda.to_device(y), reduction="sum", return_grad=True, out=dx)
+    assert got[2] is dx
+    assert_close(dx, want[1], np.float64, x.size, "grad in place")
+
+
+# --- NLL and focal ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("dtype", FLOATS, ids=["f32", "f64"])
+@pytest.mark.parametrize("weighted", [False, True], ids=["plain", "weight"])
+def test_nll(weighted, dtype, reduction):
+    x = logits((ROWS, 9), dtype, seed=15)
+    t = targets(ROWS, 9)
+    w = weights(9, dtype) if weighted else None
+    want = cpu.nll_loss(x, t, w, reduction=reduction, return_grad=True)
+    got = dev.nll_loss(
+        cuda.to_device(x), cuda.to_device(t), to_dev(w), -100, reduction, return_grad=True
+    )
+    assert_close(got[0], want[0], dtype, x.size, "loss")
+    assert_close(got[1], want[1], dtype, x.size, "grad")
+
+
+def test_nll_in_place_forward_only():
+    x = logits((4, 10), np.float32, seed=16)
+    t = np.array([9, 0, -100, 3])
+    want = cpu.nll_loss(x, t, return_grad=True)
+    dx = cuda.to_device(x)
+    got = dev.nll_loss(dx, cuda.to_device(t), return_grad=True, out=dx)
+    assert got[1] is dx
+    assert_close(got[0], want[0], np.float32, x.size, "loss")
+    assert_close(dx, want[1], np.float32, x.size, "grad in place")
+    loss, grad = dev.nll_loss(cuda.to_device(x), cuda.to_device(t), reduction="sum")
+    assert grad is None
+    assert_close(loss, cpu.nll_loss(x, t, reduction="sum"), np.float32, x.size, "sum")
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("dtype", FLOATS, ids=["f32", "f64"])
+@pytest.mark.parametrize("alpha, gamma", [(0.25, 2.0), (1.0, 0.0), (0.5, 1.5)])
+def test_focal(alpha, gamma, dtype, reduction):
+    x = logits((ROWS, 7), dtype, seed=17)
+    t = targets(ROWS, 7)
+    want = cpu.focal_loss(x, t, alpha, gamma, reduction, return_grad=True)
+    got = dev.focal_loss(
+        cuda.to_device(x), cuda.to_device(t), alpha, gamma, reduction, return_grad=True
+    )
+    assert got[1] is None
+    assert_close(got[0], want[0], dtype, x.size, "loss")
+    assert_close(got[2], want[1], dtype, x.size, "grad")
