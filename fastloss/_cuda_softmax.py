@@ -227,9 +227,8 @@ def _overlap(span: tuple[int, int], mine: tuple[int, int], avoid: object) -> boo
 
 
 def _row_buffers(call: _Call):
-    n = max(call.rows, 1)
     f64 = np.dtype(np.float64)
-    return call.plan.empty((n,), f64), call.plan.empty((n,), f64)
+    return call.plan.empty((call.rows,), f64), call.plan.empty((call.rows,), f64)
 
 
 def cross_entropy(

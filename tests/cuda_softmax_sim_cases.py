@@ -204,6 +204,20 @@ def test_cross_entropy_mean_over_and_float16():
     np.testing.assert_allclose(host(got[2]), want[1], rtol=2e-3, atol=1e-4)
 
 
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_no_rows(reduction):
+    x = np.zeros((0, 4), np.float32)
+    t = np.zeros(0, np.int64)
+    want = cpu.cross_entropy(x, t, reduction=reduction, return_grad=True)
+    got = dev.cross_entropy(
+        cuda.to_device(x), cuda.to_device(t), reduction=reduction, return_grad=True
+    )
+    np.testing.assert_array_equal(host(got[0]), want[0])
+    assert host(got[2]).shape == (0, 4)
+    loss, _ = dev.nll_loss(cuda.to_device(x), cuda.to_device(t), reduction=reduction)
+    np.testing.assert_array_equal(host(loss), cpu.nll_loss(x, t, reduction=reduction))
+
+
 @pytest.mark.parametrize("position", [0, 4])
 def test_index_error_before_writing(position):
     x = logits((5, 6), np.float32, seed=9)

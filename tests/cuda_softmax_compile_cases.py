@@ -1,0 +1,105 @@
+"""The softmax family's CUDA kernels compile for the real device target, without a GPU (run by
+``tests/test_cuda_softmax.py`` in a process of its own)::
+
+    python -m pytest tests/cuda_softmax_compile_cases.py
+
+Each kernel of :func:`fastloss.kernels.cuda.softmax.kernels` is typed and lowered to LLVM IR for
+sm_90 with the argument types :mod:`fastloss._cuda_softmax` passes (and compiled to PTX when
+NVVM is available), as ``tests/cuda_compile_cases.py`` does for the elementwise kernels; no
+approximate ``__nv_fast_*`` function may appear.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from types import SimpleNamespace
+
+import pytest
+
+if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
+    pytest.skip("compiles for the real CUDA target, not the simulator", allow_module_level=True)
+pytest.importorskip("numba_cuda")
+
+from numba import cuda, types  # noqa: E402
+from numba.cuda.compiler import compile_cuda  # noqa: E402
+
+from fastloss.kernels.cuda import softmax  # noqa: E402
+
+CC = (9, 0)
+if not cuda.is_available():
+    import numba.cuda.dispatcher as _dispatcher
+
+    _dispatcher.get_current_device = lambda: SimpleNamespace(compute_capability=CC)
+
+F16, F32, F64, I64, B = types.float16, types.float32, types.float64, types.int64, types.boolean
+
+
+def arr(dtype, ndim=1):
+    return types.Array(dtype, ndim, "C")
+
+
+def _probe(x):
+    x[0] = 1.0
+
+
+def _nvvm_available() -> bool:
+    try:
+        cuda.compile_ptx(_probe, (arr(F32),), cc=CC)
+        return True
+    except Exception:  # no NVVM/NVRTC (no toolkit): the LLVM IR checks still run
+        return False
+
+
+NVVM = _nvvm_available()
+
+
+def check(kernel, argtypes, expect=()) -> None:
+    argtypes = tuple(argtypes)
+    result = compile_cuda(kernel.py_func, types.void, argtypes, cc=CC, nvvm_options={"opt": 3})
+    ir = result.library.get_llvm_str()
+    fast = sorted(set(re.findall(r"__nv_fast_\w+", ir)))
+    assert not fast, f"{kernel.__name__}{argtypes}: approximate functions {fast}"
+    for name in expect:
+        assert name in ir, f"{kernel.__name__}{argtypes}: {name} not called"
+    if NVVM:
+        ptx, _ = cuda.compile_ptx(kernel.py_func, argtypes, cc=CC)
+        assert ".entry" in ptx
+
+
+K = softmax.kernels(256)
+
+
+@pytest.mark.parametrize("dtype", [F32, F64], ids=["f32", "f64"])
+@pytest.mark.parametrize("target", [I64, types.int32, types.uint8])
+def test_index_rows(dtype, target):
+    exp = "__nv_expf" if dtype == F32 else "__nv_exp"
+    tanh = "__nv_tanhf" if dtype == F32 else "__nv_tanh"
+    args = [arr(dtype, 2), arr(target), arr(dtype), B, I64, dtype, dtype, dtype, dtype, dtype]
+    args += [I64, arr(F64), B, arr(dtype, 2), arr(F64), arr(F64)]
+    check(K.index_rows, args, expect=(exp, tanh, "__nv_log"))
+
+
+@pytest.mark.parametrize("dtype", [F32, F64], ids=["f32", "f64"])
+def test_prob_and_nll_rows(dtype):
+    check(
+        K.prob_rows,
+        [arr(dtype, 2), arr(dtype, 2), arr(dtype), B, dtype, arr(F64), B, arr(dtype, 2), arr(F64)],
+    )
+    args = [arr(dtype, 2), arr(I64), arr(dtype), B, I64, dtype, arr(F64), B, arr(dtype, 2)]
+    check(K.nll_rows, args + [arr(F64)])
+
+
+@pytest.mark.parametrize("dtype", [F32, F64], ids=["f32", "f64"])
+def test_reductions(dtype):
+    check(K.finalize, [arr(F64), arr(F64), B, arr(F64), arr(dtype, 0), arr(dtype, 0)])
+    check(K.rows_out, [arr(F64), arr(F64), B, arr(dtype), arr(dtype)])
+    check(K.check_targets, [arr(I64), I64, I64, arr(dtype), B, B, F64, arr(I64), arr(F64)])
+    check(K.set_norm, [arr(F64), F64, F64, F64])
+
+
+def test_small_block():
+    """The tree reductions also lower for a block of 4 threads (the simulator's size)."""
+    small = softmax.kernels(4)
+    args = [arr(F32, 2), arr(I64), arr(F32), B, I64, F32, F32, F32, F32, F32]
+    check(small.index_rows, args + [I64, arr(F64), B, arr(F32, 2), arr(F64), arr(F64)])
