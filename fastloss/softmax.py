@@ -366,16 +366,29 @@ def cross_entropy(
     weight_array, has_weight = _class_weight(weight, rows)
     t = host_array(target, "target")
     if t.dtype.kind == "f" and t.shape == rows.shape:
-        if cap or z_scale:
+        if ignore_index != -100:
             raise ValueError(
-                "softcap and z_loss_scale: supported with class-index targets only, got class "
-                "probabilities"
+                f"ignore_index: not supported with class-probability targets (floating "
+                f"target of input's shape), got {ignore_index}"
+            )
+        if cap:
+            raise ValueError(
+                "softcap: supported with class-index targets only, got class probabilities"
             )
         probs = _dense_target(t, rows)
         result = _prob_call(
-            rows, probs, weight_array, has_weight, smoothing, reduction, return_grad, out
+            rows,
+            probs,
+            weight_array,
+            has_weight,
+            smoothing,
+            smoothing / rows.classes if rows.classes else 0.0,
+            reduction,
+            return_grad,
+            out,
+            z_scale=z_scale,
         )
-        return _finish(result, False, return_grad)
+        return _finish(result, return_z_loss, return_grad)
     flat = _index_target(t, rows)
     result = _index_rows_call(
         rows,
@@ -393,14 +406,18 @@ def cross_entropy(
     return _finish(result, return_z_loss, return_grad)
 
 
-def _prob_call(rows, probs, weight, has_weight, smoothing, reduction, return_grad, out):
+def _prob_call(
+    rows, probs, weight, has_weight, smoothing, spread, reduction, return_grad, out, z_scale=0.0
+):
     """Cross-entropy against probability rows ``probs`` (laid out as ``rows.matrix``)."""
     denominator = float(rows.rows) if reduction == "mean" else 1.0
     grad = rows.grad_buffer(out) if return_grad else np.empty((0, rows.classes), rows.dtype)
     if return_grad and np.may_share_memory(grad, probs):
         grad = np.empty(rows.matrix.shape, rows.dtype)
     row_loss = np.empty(rows.rows, np.float64)
+    row_z = np.empty(rows.rows, np.float64)
     scalar = rows.dtype.type
+    scale = scalar(1.0 / denominator if denominator else np.inf)
     _launch(
         "prob_rows",
         rows.matrix.size,
@@ -410,13 +427,18 @@ def _prob_call(rows, probs, weight, has_weight, smoothing, reduction, return_gra
             weight,
             has_weight,
             scalar(smoothing),
-            scalar(1.0 / denominator if denominator else np.inf),
+            scalar(spread),
+            scalar(z_scale),
+            scale,
+            scale,
             grad,
             row_loss,
+            row_z,
         ),
     )
     loss = _reduce_rows(row_loss, rows, reduction, denominator)
-    return loss, None, (rows.finish_grad(grad, out) if return_grad else None)
+    z = _reduce_rows(row_z, rows, reduction, denominator)
+    return loss, z, (rows.finish_grad(grad, out) if return_grad else None)
 
 
 def nll_loss(
@@ -537,6 +559,13 @@ def _keras_clip(dtype: np.dtype, mode: int) -> tuple:
     return dtype.type(low), dtype.type(high)
 
 
+def _keras_spread(smoothing: float, rows: _Rows) -> float:
+    """Keras's smoothing mass per class: ``label_smoothing / shape[-1]``, the last axis's
+    size whatever ``axis`` is."""
+    last = rows.shape[-1]
+    return smoothing / last if last else 0.0
+
+
 def _dense_target(target: object, rows: _Rows) -> np.ndarray:
     y = host_array(target, "target")
     if y.shape != rows.shape:
@@ -588,6 +617,7 @@ def _keras_call(
             from_logits,
             np.int64(mode),
             scalar(smoothing),
+            scalar(_keras_spread(smoothing, rows)),
             scalar(alpha),
             scalar(gamma),
             *_keras_clip(rows.dtype, mode),
@@ -636,7 +666,10 @@ def categorical_crossentropy(
     y = _dense_target(target, rows)
     if from_logits:  # Keras takes log_softmax: the probability-target cross-entropy
         ones, has_weight = _class_weight(None, rows)
-        result = _prob_call(rows, y, ones, has_weight, smoothing, reduction, return_grad, out)
+        spread = _keras_spread(smoothing, rows)
+        result = _prob_call(
+            rows, y, ones, has_weight, smoothing, spread, reduction, return_grad, out
+        )
         return _finish(result, False, return_grad)
     return _keras_call(
         rows,
@@ -684,6 +717,8 @@ def sparse_categorical_crossentropy(
     count, _ = _checked_targets(flat, rows, ignore, ones, False)
     # Keras's mean divides by every sample without ignore_class, by the unmasked ones with it
     mean_over = float(rows.rows if ignore_class is None else count)
+    if mean_over == 0 and ignore_class is not None:
+        mean_over = np.inf  # every sample masked: Keras's mean is 0 (a division by no nan)
     if from_logits:
         result = _index_rows_call(
             rows,

@@ -153,17 +153,6 @@ def row_max(x):
 
 
 @njit(**POINT_OPTIONS)
-def _capped_max(x, y, softcap, use_cap):
-    """Row maximum of ``x``, or of ``y = softcap * tanh(x / softcap)`` written into ``y``."""
-    if not use_cap:
-        return row_max(x)
-    inv = const(x[0], 1.0) / softcap
-    for c in range(x.size):
-        y[c] = softcap * tanh(x[c] * inv)
-    return row_max(y)
-
-
-@njit(**POINT_OPTIONS)
 def _exp_sum(y, m, g, keep):
     """``sum_c exp(y_c - m)``, writing each term into ``g`` when ``keep``."""
     s = const(m, 0.0)
@@ -205,17 +194,42 @@ def _index_row(
     scratch,
 ):
     """Loss and z-loss of one row with class index ``t``; the gradient into ``g``."""
-    n = x.size
-    zero = const(x[0], 0.0)
-    one = const(x[0], 1.0)
-    x_t = x[t]
+    args = (weight, has_weight, weight_sum, smoothing, softcap, use_cap, z_scale, alpha, gamma)
     if use_cap:
+        # the capped logits go where the gradient will (or to scratch): read from there on
         y = g if want_grad else scratch
-        m = _capped_max(x, y, softcap, True)
-        x_t = y[t]
-    else:
-        y = x
-        m = _capped_max(x, y, softcap, False)
+        inv = const(x[0], 1.0) / softcap
+        for c in range(x.size):
+            y[c] = softcap * tanh(x[c] * inv)
+        return _index_row_of(y, t, *args, mode, grad_scale, z_grad_scale, want_grad, g)
+    return _index_row_of(x, t, *args, mode, grad_scale, z_grad_scale, want_grad, g)
+
+
+@njit(**POINT_OPTIONS)
+def _index_row_of(
+    y,
+    t,
+    weight,
+    has_weight,
+    weight_sum,
+    smoothing,
+    softcap,
+    use_cap,
+    z_scale,
+    alpha,
+    gamma,
+    mode,
+    grad_scale,
+    z_grad_scale,
+    want_grad,
+    g,
+):
+    """:func:`_index_row` on the (capped) logits ``y``."""
+    n = y.size
+    zero = const(y[0], 0.0)
+    one = const(y[0], 1.0)
+    x_t = y[t]
+    m = row_max(y)
     # sweep 2: s and, for label smoothing, sum_c w_c (m - y_c) >= 0
     shifted = zero
     if smoothing != 0:
@@ -347,10 +361,24 @@ index_rows_serial = njit(parallel=False, **KERNEL_OPTIONS)(_index_rows)
 index_rows_parallel = njit(parallel=True, **KERNEL_OPTIONS)(_index_rows)
 
 
-def _prob_rows(logits, target, weight, has_weight, smoothing, grad_scale, grad, row_loss):
+def _prob_rows(
+    logits,
+    target,
+    weight,
+    has_weight,
+    smoothing,
+    spread,
+    z_scale,
+    grad_scale,
+    z_grad_scale,
+    grad,
+    row_loss,
+    row_z,
+):
     """Cross-entropy with class probabilities ``target`` (rows like ``logits``):
-    ``loss = sum_c w_c y'_c (lse - x_c)``, ``y' = (1 - smoothing) y + smoothing / C``;
-    ``grad_c = p_c sum_c w_c y'_c - w_c y'_c``."""
+    ``loss = sum_c w_c y'_c (lse - x_c) + z_scale lse**2``, ``y' = (1 - smoothing) y + spread``
+    (``spread`` is ``smoothing / C``, or Keras's count); ``grad_c = p_c (sum_c w_c y'_c +
+    2 z_scale lse) - w_c y'_c``."""
     rows, classes = logits.shape
     want_grad = grad.shape[0] == rows
     per_task = max(1, TASK_ELEMENTS // max(classes, 1))
@@ -361,7 +389,6 @@ def _prob_rows(logits, target, weight, has_weight, smoothing, grad_scale, grad, 
             y = target[i]
             one = const(x[0], 1.0)
             keep = one - smoothing
-            spread = smoothing / const(x[0], classes)
             m = row_max(x)
             s1 = const(m, 0.0)
             s2 = const(m, 0.0)
@@ -374,9 +401,12 @@ def _prob_rows(logits, target, weight, has_weight, smoothing, grad_scale, grad, 
             # last: with the gradient written into the logits, x is gone after this
             s = _exp_sum(x, m, grad[i] if want_grad else x, want_grad)
             log_s = log(s)
-            row_loss[i] = log_s * s1 - s2
+            lse = m + log_s
+            z = z_scale * lse * lse
+            row_loss[i] = (log_s * s1 - s2) + z
+            row_z[i] = z
             if want_grad:
-                r = grad_scale * s1 / s
+                r = (grad_scale * s1 + z_grad_scale * (z_scale + z_scale) * lse) / s
                 for c in range(classes):
                     yc = keep * y[c] + spread
                     if has_weight:
@@ -436,6 +466,7 @@ def _keras_row(
     from_logits,
     mode,
     smoothing,
+    spread,
     alpha,
     gamma,
     low,
@@ -451,7 +482,6 @@ def _keras_row(
     zero = const(x[0], 0.0)
     one = const(x[0], 1.0)
     keep = one - smoothing
-    spread = smoothing / const(x[0], n)
     m = zero
     s = one
     if from_logits:
@@ -505,6 +535,7 @@ def _keras_rows(
     from_logits,
     mode,
     smoothing,
+    spread,
     alpha,
     gamma,
     low,
@@ -541,6 +572,7 @@ def _keras_rows(
                 from_logits,
                 mode,
                 smoothing,
+                spread,
                 alpha,
                 gamma,
                 low,
