@@ -28,6 +28,7 @@ from fastloss._intake import (
     check_reduction,
     compute_dtype,
     host_array,
+    is_device_array,
     legacy_reduction,
 )
 
@@ -362,6 +363,22 @@ def cross_entropy(
     smoothing = _check_smoothing(label_smoothing)
     cap = 0.0 if softcap is None else check_nonnegative(softcap, "softcap", strict=True)
     z_scale = check_nonnegative(z_loss_scale, "z_loss_scale")
+    if is_device_array(input):  # CuPy or any __cuda_array_interface__: CUDA kernels
+        from fastloss import _cuda_softmax
+
+        result = _cuda_softmax.cross_entropy(
+            input,
+            target,
+            weight,
+            ignore_index,
+            reduction,
+            smoothing,
+            cap,
+            z_scale,
+            return_grad=return_grad,
+            out=out,
+        )
+        return _finish(result, return_z_loss, return_grad)
     rows = _Rows(input)
     weight_array, has_weight = _class_weight(weight, rows)
     t = host_array(target, "target")
@@ -466,6 +483,13 @@ def nll_loss(
     """
     reduction = check_reduction(legacy_reduction(size_average, reduce, reduction))
     _check_grad_options(return_grad, out)
+    if is_device_array(input):
+        from fastloss import _cuda_softmax
+
+        loss, grad = _cuda_softmax.nll_loss(
+            input, target, weight, ignore_index, reduction, return_grad, out
+        )
+        return (loss, grad) if return_grad else loss
     rows = _Rows(input)
     weight_array, has_weight = _class_weight(weight, rows)
     flat = _index_target(target, rows)
@@ -521,6 +545,13 @@ def focal_loss(
     reduction = check_reduction(reduction)
     _check_grad_options(return_grad, out)
     g = check_nonnegative(gamma, "gamma")
+    if is_device_array(input):
+        from fastloss import _cuda_softmax
+
+        result = _cuda_softmax.focal_loss(
+            input, target, float(alpha), g, reduction, ignore_index, return_grad, out
+        )
+        return _finish(result, False, return_grad)
     rows = _Rows(input)
     flat = _index_target(target, rows)
     weight_array, has_weight = _class_weight(None, rows)

@@ -24,6 +24,7 @@ from numba import cuda  # noqa: E402
 import fastloss.kernels.cuda.softmax as cuda_softmax  # noqa: E402
 from fastloss import _cuda_softmax as dev  # noqa: E402
 from fastloss import softmax as cpu  # noqa: E402
+from fastloss._intake import is_device_array  # noqa: E402
 
 THREADS = 4
 cuda_softmax.THREADS_PER_BLOCK = THREADS
@@ -324,3 +325,19 @@ def test_focal(alpha, gamma, dtype, reduction):
     assert got[1] is None
     assert_close(got[0], want[0], dtype, x.size, "loss")
     assert_close(got[2], want[1], dtype, x.size, "grad")
+
+
+@pytest.mark.parametrize("name", ["cross_entropy", "nll_loss", "focal_loss"])
+def test_public_functions_dispatch_device_arrays(name):
+    """The public functions recognise a device array and run the CUDA kernels; the loss
+    stays on the device."""
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((ROWS, CLASSES)).astype(np.float32)
+    t = rng.integers(0, CLASSES, ROWS)
+    t[1] = -100
+    fn = getattr(cpu, name)
+    want_loss, want_grad = fn(x, t, return_grad=True)
+    loss, grad = fn(cuda.to_device(x), cuda.to_device(t), return_grad=True)
+    assert is_device_array(loss) and is_device_array(grad)
+    assert_close(loss, want_loss, np.float32, ROWS, name)
+    assert_close(grad, want_grad, np.float32, ROWS, name)
