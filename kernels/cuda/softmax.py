@@ -29,22 +29,25 @@ No floating-point atomics: every addition happens in an order fixed by the indic
 ``THREADS``, so results are bitwise reproducible run to run for a given compiled kernel.
 
 Math is libdevice's (``expf``/``exp``, ``logf``, ``tanhf``, ``pow``) without fast math. The
-kernels are closures over the block size, compiled on first launch (not cached on disk).
+kernels read their block size at run time (shared arrays of :data:`MAX_THREADS`), so each is
+compiled once per signature and cached on disk (``cache=True``).
 Under the CUDA simulator (``NUMBA_ENABLE_CUDASIM=1``) they run as Python.
 """
 
 from __future__ import annotations
 
 import math
-import threading
 from types import SimpleNamespace
 
 from numba import cuda, float64, int64
 
 from fastloss.kernels.scalar import const
 
-# Threads per block of every kernel here: a power of two (the tree reductions halve it).
+# Threads per block of every launch: a power of two (the tree reductions halve it), at most
+# MAX_THREADS, the size of the shared arrays (the kernels read the block size at run time, so
+# one compiled kernel serves every size and can be cached on disk).
 THREADS_PER_BLOCK = 256
+MAX_THREADS = 256
 
 CROSS_ENTROPY = 0
 FOCAL = 1
@@ -121,354 +124,346 @@ def _inverse(denominator):
     return 1.0 / denominator if denominator != 0.0 else math.inf
 
 
-def _build(threads: int) -> SimpleNamespace:
-    """The kernels for ``threads`` threads per block."""
-    THREADS = threads  # noqa: N806  (a compile-time constant of the closures)
-
-    @cuda.jit
-    def check_targets(
-        target, classes, ignore_index, weight, has_weight, mean, mean_over, info, norm
-    ):
-        """One block. ``info = [first bad position or -1, its class index]``; ``norm`` =
-        ``[loss denominator, z-loss denominator, sum of the class weights]``: for a mean, the
-        sum of the weights of the targets not ignored (their count without weights) or
-        ``mean_over`` when it is >= 0, and their count; 1 and 1 otherwise."""
-        count_acc = cuda.shared.array(THREADS, float64)
-        total_acc = cuda.shared.array(THREADS, float64)
-        weight_acc = cuda.shared.array(THREADS, float64)
-        bad_acc = cuda.shared.array(THREADS, int64)
-        t = cuda.threadIdx.x
-        n = target.size
-        first = n
-        count = 0.0
-        total = 0.0
-        for j in range(t, n, THREADS):
-            v = int64(target[j])
-            if v == ignore_index:
-                continue
-            if v < 0 or v >= classes:
-                first = j  # the first of this thread's positions: the smallest
-                break
-            count += 1.0
-            if has_weight:
-                total += float64(weight[v])
-            else:
-                total += 1.0
-        wsum = 0.0
+@cuda.jit(cache=True)
+def check_targets(target, classes, ignore_index, weight, has_weight, mean, mean_over, info, norm):
+    """One block. ``info = [first bad position or -1, its class index]``; ``norm`` =
+    ``[loss denominator, z-loss denominator, sum of the class weights]``: for a mean, the
+    sum of the weights of the targets not ignored (their count without weights) or
+    ``mean_over`` when it is >= 0, and their count; 1 and 1 otherwise."""
+    count_acc = cuda.shared.array(MAX_THREADS, float64)
+    total_acc = cuda.shared.array(MAX_THREADS, float64)
+    weight_acc = cuda.shared.array(MAX_THREADS, float64)
+    bad_acc = cuda.shared.array(MAX_THREADS, int64)
+    t = cuda.threadIdx.x
+    n = target.size
+    first = n
+    count = 0.0
+    total = 0.0
+    for j in range(t, n, cuda.blockDim.x):
+        v = int64(target[j])
+        if v == ignore_index:
+            continue
+        if v < 0 or v >= classes:
+            first = j  # the first of this thread's positions: the smallest
+            break
+        count += 1.0
         if has_weight:
-            for c in range(t, classes, THREADS):
-                wsum += float64(weight[c])
-        count_acc[t] = count
-        total_acc[t] = total
-        weight_acc[t] = wsum
-        bad_acc[t] = first
-        _sum_tree3(count_acc, total_acc, weight_acc, t, THREADS)
-        _min_tree(bad_acc, t, THREADS)
-        if t == 0:
-            b = bad_acc[0]
-            if b < n:
-                info[0] = b
-                info[1] = int64(target[b])
-            else:
-                info[0] = -1
-                info[1] = 0
-            count = count_acc[0]
-            if mean:
-                den = total_acc[0] if has_weight else count
-                if mean_over >= 0.0:
-                    den = mean_over
-                norm[0] = den
-                norm[1] = count
-            else:
-                norm[0] = 1.0
-                norm[1] = 1.0
-            norm[2] = weight_acc[0] if has_weight else float64(classes)
-
-    @cuda.jit
-    def set_norm(norm, denominator, z_denominator, weight_sum):
-        if cuda.threadIdx.x == 0 and cuda.blockIdx.x == 0:
-            norm[0] = denominator
-            norm[1] = z_denominator
-            norm[2] = weight_sum
-
-    @cuda.jit
-    def index_rows(
-        x,
-        target,
-        weight,
-        has_weight,
-        ignore_index,
-        smoothing,
-        softcap,
-        z_scale,
-        alpha,
-        gamma,
-        mode,
-        norm,
-        want_grad,
-        grad,
-        row_ce,
-        row_z,
-    ):
-        """Cross-entropy (``mode`` 0) or focal loss (1) of row ``blockIdx.x`` against its class
-        index: ``row_ce`` gets the loss without the z-loss, ``row_z`` the z-loss, ``grad`` the
-        gradient of ``norm``-scaled losses (when ``want_grad``)."""
-        acc = cuda.shared.array(THREADS, float64)
-        acc2 = cuda.shared.array(THREADS, float64)
-        i = cuda.blockIdx.x
-        t = cuda.threadIdx.x
-        n = x.shape[1]
-        zero = const(softcap, 0.0)
-        one = const(softcap, 1.0)
-        tgt = int64(target[i])
-        ignored = tgt == ignore_index
-        x_t = zero
-        if not ignored:
-            x_t = x[i, tgt]  # read by every thread before anything is written
-        cuda.syncthreads()
-        if ignored:
-            if want_grad:
-                for c in range(t, n, THREADS):
-                    grad[i, c] = zero
-            if t == 0:
-                row_ce[i] = 0.0
-                row_z[i] = 0.0
-            return
-        use_cap = softcap > zero
-        inv_cap = one / softcap if use_cap else one
-        if use_cap:
-            x_t = softcap * math.tanh(x_t * inv_cap)
-        # sweep 1: the maximum
-        m = -math.inf
-        for c in range(t, n, THREADS):
-            y = x[i, c]
-            if use_cap:
-                y = softcap * math.tanh(y * inv_cap)
-            v = float64(y)
-            if v > m or v != v:
-                m = v
-        acc[t] = m
-        _max_tree(acc, t, THREADS)
-        m = acc[0]
-        cuda.syncthreads()  # everyone has m before acc is reused
-        m_d = const(softcap, m)
-        # sweep 2: s and, for label smoothing, sum_c w_c (m - y_c)
-        smooth = smoothing != zero
-        s = 0.0
-        shifted = 0.0
-        for c in range(t, n, THREADS):
-            y = x[i, c]
-            if use_cap:
-                y = softcap * math.tanh(y * inv_cap)
-            s += float64(math.exp(y - m_d))
-            if smooth:
-                if has_weight:
-                    shifted += float64(weight[c] * (m_d - y))
-                else:
-                    shifted += float64(m_d - y)
-        acc[t] = s
-        acc2[t] = shifted
-        _sum_tree(acc, t, THREADS)
-        _sum_tree(acc2, t, THREADS)
-        s = acc[0]
-        shifted = acc2[0]
-        # the row's loss and gradient coefficients, in float64 (the CPU kernel's formulas)
-        grad_scale = _inverse(norm[0])
-        z_grad_scale = _inverse(norm[1])
-        weight_sum = norm[2]
-        log_s = math.log(s)
-        lse = m + log_s
-        w_t = float64(weight[tgt]) if has_weight else 1.0
-        nll = log_s + (m - float64(x_t))
-        classes = float64(n)
-        zs = float64(z_scale)
-        sm = float64(smoothing)
-        z = zs * lse * lse
-        e_coef = 0.0
-        if mode == FOCAL:
-            p_t = math.exp(-nll)
-            q = 1.0 - p_t
-            g64 = float64(gamma)
-            mod = q**g64
-            loss = float64(alpha) * mod * nll
-            k = mod
-            if q > 0.0 and g64 != 0.0:
-                k = mod + g64 * (mod / q) * p_t * nll
-            k = float64(alpha) * k
-            a = grad_scale * k
-            b = a
+            total += float64(weight[v])
         else:
-            loss = (1.0 - sm) * w_t * nll
-            a = (1.0 - sm) * w_t
-            if sm != 0.0:
-                loss += sm / classes * (weight_sum * log_s + shifted)
-                a += sm * weight_sum / classes
-                e_coef = grad_scale * sm / classes
-            a = grad_scale * a
-            b = grad_scale * (1.0 - sm) * w_t
-        a += z_grad_scale * (zs + zs) * lse
-        if t == 0:
-            row_ce[i] = loss
-            row_z[i] = z
-        if want_grad:
-            r = const(softcap, a / s)
-            e_d = const(softcap, e_coef)
-            b_d = const(softcap, b)
-            for c in range(t, n, THREADS):
-                y = x[i, c]
-                if use_cap:
-                    y = softcap * math.tanh(y * inv_cap)
-                gc = r * math.exp(y - m_d)
-                if has_weight:
-                    gc -= e_d * weight[c]
-                else:
-                    gc -= e_d
-                if c == tgt:
-                    gc -= b_d
-                if use_cap:
-                    u = y * inv_cap
-                    gc = gc * (one - u * u)
-                grad[i, c] = gc
+            total += 1.0
+    wsum = 0.0
+    if has_weight:
+        for c in range(t, classes, cuda.blockDim.x):
+            wsum += float64(weight[c])
+    count_acc[t] = count
+    total_acc[t] = total
+    weight_acc[t] = wsum
+    bad_acc[t] = first
+    _sum_tree3(count_acc, total_acc, weight_acc, t, cuda.blockDim.x)
+    _min_tree(bad_acc, t, cuda.blockDim.x)
+    if t == 0:
+        b = bad_acc[0]
+        if b < n:
+            info[0] = b
+            info[1] = int64(target[b])
+        else:
+            info[0] = -1
+            info[1] = 0
+        count = count_acc[0]
+        if mean:
+            den = total_acc[0] if has_weight else count
+            if mean_over >= 0.0:
+                den = mean_over
+            norm[0] = den
+            norm[1] = count
+        else:
+            norm[0] = 1.0
+            norm[1] = 1.0
+        norm[2] = weight_acc[0] if has_weight else float64(classes)
 
-    @cuda.jit
-    def prob_rows(x, target, weight, has_weight, smoothing, norm, want_grad, grad, row_ce):
-        """Cross-entropy of row ``blockIdx.x`` against the class probabilities ``target[i]``:
-        ``loss = sum_c w_c y'_c (lse - x_c)``, ``y' = (1 - smoothing) y + smoothing / C``,
-        ``grad_c = p_c sum_k w_k y'_k - w_c y'_c`` (``grad`` must not overlap ``target``)."""
-        acc = cuda.shared.array(THREADS, float64)
-        acc1 = cuda.shared.array(THREADS, float64)
-        acc2 = cuda.shared.array(THREADS, float64)
-        i = cuda.blockIdx.x
-        t = cuda.threadIdx.x
-        n = x.shape[1]
-        one = const(smoothing, 1.0)
-        keep = one - smoothing
-        spread = smoothing / const(smoothing, n)
-        m = -math.inf
-        for c in range(t, n, THREADS):
-            v = float64(x[i, c])
-            if v > m or v != v:
-                m = v
-        acc[t] = m
-        _max_tree(acc, t, THREADS)
-        m = acc[0]
-        cuda.syncthreads()
-        m_d = const(smoothing, m)
-        s = 0.0
-        s1 = 0.0
-        s2 = 0.0
-        for c in range(t, n, THREADS):
-            d = x[i, c] - m_d
+
+@cuda.jit(cache=True)
+def set_norm(norm, denominator, z_denominator, weight_sum):
+    if cuda.threadIdx.x == 0 and cuda.blockIdx.x == 0:
+        norm[0] = denominator
+        norm[1] = z_denominator
+        norm[2] = weight_sum
+
+
+@cuda.jit(cache=True)
+def index_rows(
+    x,
+    target,
+    weight,
+    has_weight,
+    ignore_index,
+    smoothing,
+    softcap,
+    z_scale,
+    alpha,
+    gamma,
+    mode,
+    norm,
+    want_grad,
+    grad,
+    row_ce,
+    row_z,
+):
+    """Cross-entropy (``mode`` 0) or focal loss (1) of row ``blockIdx.x`` against its class
+    index: ``row_ce`` gets the loss without the z-loss, ``row_z`` the z-loss, ``grad`` the
+    gradient of ``norm``-scaled losses (when ``want_grad``)."""
+    acc = cuda.shared.array(MAX_THREADS, float64)
+    acc2 = cuda.shared.array(MAX_THREADS, float64)
+    i = cuda.blockIdx.x
+    t = cuda.threadIdx.x
+    n = x.shape[1]
+    zero = const(softcap, 0.0)
+    one = const(softcap, 1.0)
+    tgt = int64(target[i])
+    ignored = tgt == ignore_index
+    x_t = zero
+    if not ignored:
+        x_t = x[i, tgt]  # read by every thread before anything is written
+    cuda.syncthreads()
+    if ignored:
+        if want_grad:
+            for c in range(t, n, cuda.blockDim.x):
+                grad[i, c] = zero
+        if t == 0:
+            row_ce[i] = 0.0
+            row_z[i] = 0.0
+        return
+    use_cap = softcap > zero
+    inv_cap = one / softcap if use_cap else one
+    if use_cap:
+        x_t = softcap * math.tanh(x_t * inv_cap)
+    # sweep 1: the maximum
+    m = -math.inf
+    for c in range(t, n, cuda.blockDim.x):
+        y = x[i, c]
+        if use_cap:
+            y = softcap * math.tanh(y * inv_cap)
+        v = float64(y)
+        if v > m or v != v:
+            m = v
+    acc[t] = m
+    _max_tree(acc, t, cuda.blockDim.x)
+    m = acc[0]
+    cuda.syncthreads()  # everyone has m before acc is reused
+    m_d = const(softcap, m)
+    # sweep 2: s and, for label smoothing, sum_c w_c (m - y_c)
+    smooth = smoothing != zero
+    s = 0.0
+    shifted = 0.0
+    for c in range(t, n, cuda.blockDim.x):
+        y = x[i, c]
+        if use_cap:
+            y = softcap * math.tanh(y * inv_cap)
+        s += float64(math.exp(y - m_d))
+        if smooth:
+            if has_weight:
+                shifted += float64(weight[c] * (m_d - y))
+            else:
+                shifted += float64(m_d - y)
+    acc[t] = s
+    acc2[t] = shifted
+    _sum_tree(acc, t, cuda.blockDim.x)
+    _sum_tree(acc2, t, cuda.blockDim.x)
+    s = acc[0]
+    shifted = acc2[0]
+    # the row's loss and gradient coefficients, in float64 (the CPU kernel's formulas)
+    grad_scale = _inverse(norm[0])
+    z_grad_scale = _inverse(norm[1])
+    weight_sum = norm[2]
+    log_s = math.log(s)
+    lse = m + log_s
+    w_t = float64(weight[tgt]) if has_weight else 1.0
+    nll = log_s + (m - float64(x_t))
+    classes = float64(n)
+    zs = float64(z_scale)
+    sm = float64(smoothing)
+    z = zs * lse * lse
+    e_coef = 0.0
+    if mode == FOCAL:
+        p_t = math.exp(-nll)
+        q = 1.0 - p_t
+        g64 = float64(gamma)
+        mod = q**g64
+        loss = float64(alpha) * mod * nll
+        k = mod
+        if q > 0.0 and g64 != 0.0:
+            k = mod + g64 * (mod / q) * p_t * nll
+        k = float64(alpha) * k
+        a = grad_scale * k
+        b = a
+    else:
+        loss = (1.0 - sm) * w_t * nll
+        a = (1.0 - sm) * w_t
+        if sm != 0.0:
+            loss += sm / classes * (weight_sum * log_s + shifted)
+            a += sm * weight_sum / classes
+            e_coef = grad_scale * sm / classes
+        a = grad_scale * a
+        b = grad_scale * (1.0 - sm) * w_t
+    a += z_grad_scale * (zs + zs) * lse
+    if t == 0:
+        row_ce[i] = loss
+        row_z[i] = z
+    if want_grad:
+        r = const(softcap, a / s)
+        e_d = const(softcap, e_coef)
+        b_d = const(softcap, b)
+        for c in range(t, n, cuda.blockDim.x):
+            y = x[i, c]
+            if use_cap:
+                y = softcap * math.tanh(y * inv_cap)
+            gc = r * math.exp(y - m_d)
+            if has_weight:
+                gc -= e_d * weight[c]
+            else:
+                gc -= e_d
+            if c == tgt:
+                gc -= b_d
+            if use_cap:
+                u = y * inv_cap
+                gc = gc * (one - u * u)
+            grad[i, c] = gc
+
+
+@cuda.jit(cache=True)
+def prob_rows(x, target, weight, has_weight, smoothing, norm, want_grad, grad, row_ce):
+    """Cross-entropy of row ``blockIdx.x`` against the class probabilities ``target[i]``:
+    ``loss = sum_c w_c y'_c (lse - x_c)``, ``y' = (1 - smoothing) y + smoothing / C``,
+    ``grad_c = p_c sum_k w_k y'_k - w_c y'_c`` (``grad`` must not overlap ``target``)."""
+    acc = cuda.shared.array(MAX_THREADS, float64)
+    acc1 = cuda.shared.array(MAX_THREADS, float64)
+    acc2 = cuda.shared.array(MAX_THREADS, float64)
+    i = cuda.blockIdx.x
+    t = cuda.threadIdx.x
+    n = x.shape[1]
+    one = const(smoothing, 1.0)
+    keep = one - smoothing
+    spread = smoothing / const(smoothing, n)
+    m = -math.inf
+    for c in range(t, n, cuda.blockDim.x):
+        v = float64(x[i, c])
+        if v > m or v != v:
+            m = v
+    acc[t] = m
+    _max_tree(acc, t, cuda.blockDim.x)
+    m = acc[0]
+    cuda.syncthreads()
+    m_d = const(smoothing, m)
+    s = 0.0
+    s1 = 0.0
+    s2 = 0.0
+    for c in range(t, n, cuda.blockDim.x):
+        d = x[i, c] - m_d
+        yc = keep * target[i, c] + spread
+        if has_weight:
+            yc = yc * weight[c]
+        s += float64(math.exp(d))
+        s1 += float64(yc)
+        s2 += float64(yc * d)
+    acc[t] = s
+    acc1[t] = s1
+    acc2[t] = s2
+    _sum_tree3(acc, acc1, acc2, t, cuda.blockDim.x)
+    s = acc[0]
+    s1 = acc1[0]
+    s2 = acc2[0]
+    if t == 0:
+        row_ce[i] = math.log(s) * s1 - s2
+    if want_grad:
+        grad_scale = _inverse(norm[0])
+        r = const(smoothing, grad_scale * s1 / s)
+        gs = const(smoothing, grad_scale)
+        for c in range(t, n, cuda.blockDim.x):
             yc = keep * target[i, c] + spread
             if has_weight:
                 yc = yc * weight[c]
-            s += float64(math.exp(d))
-            s1 += float64(yc)
-            s2 += float64(yc * d)
-        acc[t] = s
-        acc1[t] = s1
-        acc2[t] = s2
-        _sum_tree3(acc, acc1, acc2, t, THREADS)
-        s = acc[0]
-        s1 = acc1[0]
-        s2 = acc2[0]
-        if t == 0:
-            row_ce[i] = math.log(s) * s1 - s2
+            grad[i, c] = r * math.exp(x[i, c] - m_d) - gs * yc
+
+
+@cuda.jit(cache=True)
+def nll_rows(x, target, weight, has_weight, ignore_index, unit, norm, want_grad, grad, row_ce):
+    """NLL of log-probability row ``blockIdx.x``: ``-w_t x_t``; gradient ``-w_t / norm[0]``
+    at the target, 0 elsewhere (``unit``: 1 in the dtype of ``x``)."""
+    i = cuda.blockIdx.x
+    t = cuda.threadIdx.x
+    n = x.shape[1]
+    zero = unit - unit
+    tgt = int64(target[i])
+    if tgt == ignore_index:
         if want_grad:
-            grad_scale = _inverse(norm[0])
-            r = const(smoothing, grad_scale * s1 / s)
-            gs = const(smoothing, grad_scale)
-            for c in range(t, n, THREADS):
-                yc = keep * target[i, c] + spread
-                if has_weight:
-                    yc = yc * weight[c]
-                grad[i, c] = r * math.exp(x[i, c] - m_d) - gs * yc
-
-    @cuda.jit
-    def nll_rows(x, target, weight, has_weight, ignore_index, unit, norm, want_grad, grad, row_ce):
-        """NLL of log-probability row ``blockIdx.x``: ``-w_t x_t``; gradient ``-w_t / norm[0]``
-        at the target, 0 elsewhere (``unit``: 1 in the dtype of ``x``)."""
-        i = cuda.blockIdx.x
-        t = cuda.threadIdx.x
-        n = x.shape[1]
-        zero = unit - unit
-        tgt = int64(target[i])
-        if tgt == ignore_index:
-            if want_grad:
-                for c in range(t, n, THREADS):
-                    grad[i, c] = zero
-            if t == 0:
-                row_ce[i] = 0.0
-            return
-        w_t = weight[tgt] if has_weight else unit
-        if t == tgt % THREADS:  # the thread that owns x_t reads it before writing it
-            row_ce[i] = -float64(w_t * x[i, tgt])
-        if want_grad:
-            gv = -const(unit, _inverse(norm[0])) * w_t
-            for c in range(t, n, THREADS):
-                grad[i, c] = gv if c == tgt else zero
-
-    @cuda.jit
-    def finalize(row_ce, row_z, has_z, norm, loss, z):
-        """One block: ``loss = sum(row_ce) / norm[0] (+ sum(row_z) / norm[1] when has_z)``,
-        ``z = sum(row_z) / norm[1]``, 0-d arrays, sums in a fixed order."""
-        acc = cuda.shared.array(THREADS, float64)
-        acc2 = cuda.shared.array(THREADS, float64)
-        t = cuda.threadIdx.x
-        n = row_ce.size
-        s = 0.0
-        sz = 0.0
-        for j in range(t, n, THREADS):
-            s += row_ce[j]
-            if has_z:
-                sz += row_z[j]
-        acc[t] = s
-        acc2[t] = sz
-        _sum_tree(acc, t, THREADS)
-        _sum_tree(acc2, t, THREADS)
+            for c in range(t, n, cuda.blockDim.x):
+                grad[i, c] = zero
         if t == 0:
-            value = _divide(acc[0], norm[0])
-            zv = _divide(acc2[0], norm[1])
-            loss[()] = value + zv if has_z else value
-            z[()] = zv
-
-    @cuda.jit
-    def rows_out(row_ce, row_z, has_z, loss, z):
-        """``reduction="none"``: ``loss[i] = row_ce[i] + row_z[i]``, ``z[i] = row_z[i]``."""
-        i = cuda.blockIdx.x * THREADS + cuda.threadIdx.x
-        if i < row_ce.size:
-            zv = row_z[i] if has_z else 0.0
-            loss[i] = row_ce[i] + zv
-            z[i] = zv
-
-    return SimpleNamespace(
-        threads=threads,
-        check_targets=check_targets,
-        set_norm=set_norm,
-        index_rows=index_rows,
-        prob_rows=prob_rows,
-        nll_rows=nll_rows,
-        finalize=finalize,
-        rows_out=rows_out,
-    )
+            row_ce[i] = 0.0
+        return
+    w_t = weight[tgt] if has_weight else unit
+    if t == tgt % cuda.blockDim.x:  # the thread that owns x_t reads it before writing it
+        row_ce[i] = -float64(w_t * x[i, tgt])
+    if want_grad:
+        gv = -const(unit, _inverse(norm[0])) * w_t
+        for c in range(t, n, cuda.blockDim.x):
+            grad[i, c] = gv if c == tgt else zero
 
 
-_built: dict[int, SimpleNamespace] = {}
-_lock = threading.Lock()
+@cuda.jit(cache=True)
+def finalize(row_ce, row_z, has_z, norm, loss, z):
+    """One block: ``loss = sum(row_ce) / norm[0] (+ sum(row_z) / norm[1] when has_z)``,
+    ``z = sum(row_z) / norm[1]``, 0-d arrays, sums in a fixed order."""
+    acc = cuda.shared.array(MAX_THREADS, float64)
+    acc2 = cuda.shared.array(MAX_THREADS, float64)
+    t = cuda.threadIdx.x
+    n = row_ce.size
+    s = 0.0
+    sz = 0.0
+    for j in range(t, n, cuda.blockDim.x):
+        s += row_ce[j]
+        if has_z:
+            sz += row_z[j]
+    acc[t] = s
+    acc2[t] = sz
+    _sum_tree(acc, t, cuda.blockDim.x)
+    _sum_tree(acc2, t, cuda.blockDim.x)
+    if t == 0:
+        value = _divide(acc[0], norm[0])
+        zv = _divide(acc2[0], norm[1])
+        loss[()] = value + zv if has_z else value
+        z[()] = zv
+
+
+@cuda.jit(cache=True)
+def rows_out(row_ce, row_z, has_z, loss, z):
+    """``reduction="none"``: ``loss[i] = row_ce[i] + row_z[i]``, ``z[i] = row_z[i]``."""
+    i = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
+    if i < row_ce.size:
+        zv = row_z[i] if has_z else 0.0
+        loss[i] = row_ce[i] + zv
+        z[i] = zv
+
+
+_KERNEL_NAMES = (
+    "check_targets",
+    "set_norm",
+    "index_rows",
+    "prob_rows",
+    "nll_rows",
+    "finalize",
+    "rows_out",
+)
 
 
 def kernels(threads_per_block: int | None = None) -> SimpleNamespace:
-    """The kernels for ``threads_per_block`` (default :data:`THREADS_PER_BLOCK`, read at the
-    call), memoised: ``check_targets``, ``set_norm``, ``index_rows``, ``prob_rows``,
-    ``nll_rows``, ``finalize``, ``rows_out`` and ``threads``."""
+    """The kernels (``check_targets``, ``set_norm``, ``index_rows``, ``prob_rows``, ``nll_rows``,
+    ``finalize``, ``rows_out``) and ``threads``, the block size to launch them with
+    (default :data:`THREADS_PER_BLOCK`, read at the call; tests shrink it)."""
     threads = int(THREADS_PER_BLOCK if threads_per_block is None else threads_per_block)
-    if threads < 1 or threads > 1024 or threads & (threads - 1):
-        raise ValueError(f"threads_per_block: expected a power of two <= 1024, got {threads}")
-    found = _built.get(threads)
-    if found is None:
-        with _lock:
-            found = _built.get(threads)
-            if found is None:
-                found = _build(threads)
-                _built[threads] = found
-    return found
+    if threads < 1 or threads > MAX_THREADS or threads & (threads - 1):
+        raise ValueError(
+            f"threads_per_block: expected a power of two <= {MAX_THREADS}, got {threads}"
+        )
+    found = {name: globals()[name] for name in _KERNEL_NAMES}
+    return SimpleNamespace(threads=threads, **found)
