@@ -1,0 +1,135 @@
+"""The Kullback-Leibler divergence, in torch's dialect.
+
+``kl_div`` keeps ``torch.nn.functional.kl_div``'s name, argument order, defaults and semantics,
+``"batchmean"`` and the warning for ``"mean"`` included, and, as every fastloss loss, takes
+keyword-only ``return_grad`` and ``out``.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import numpy as np
+
+from fastloss._intake import check_reduction, host_array, is_device_array, legacy_reduction
+from fastloss.regression import _loss
+
+ArrayLike = Any
+
+# torch.nn.functional.kl_div's warning for reduction="mean", word for word (torch 2.x).
+MEAN_WARNING = (
+    "reduction: 'mean' divides the total loss by both the batch size and the support size."
+    "'batchmean' divides only by the batch size, and aligns with the KL div math definition."
+    "'mean' will be changed to behave the same as 'batchmean' in the next major release."
+)
+
+
+def kl_div(
+    input: ArrayLike,
+    target: ArrayLike,
+    size_average: bool | None = None,
+    reduce: bool | None = None,
+    reduction: str = "mean",
+    log_target: bool = False,
+    *,
+    return_grad: bool = False,
+    out: np.ndarray | None = None,
+):
+    r"""Kullback-Leibler divergence, as ``torch.nn.functional.kl_div``.
+
+    ``input`` holds log-probabilities :math:`x_i`; ``target`` probabilities :math:`y_i` (or
+    their logarithms with ``log_target=True``):
+
+    .. math::
+        \ell_i = y_i \log y_i - y_i x_i, \qquad
+        \frac{\partial \ell_i}{\partial x_i} = -y_i
+
+    with :math:`y_i \log y_i = 0` at :math:`y_i = 0` (torch's ``xlogy``); with
+    ``log_target``:
+
+    .. math::
+        \ell_i = e^{y_i} (y_i - x_i), \qquad \frac{\partial \ell_i}{\partial x_i} = -e^{y_i}
+
+    ``reduction="batchmean"`` is the sum divided by ``input.shape[0]`` (the KL divergence of
+    a batch of distributions; a 0-d input is not divided, as in torch, and an empty batch
+    gives NaN); ``"mean"`` divides by the element count and warns, as torch does, that it is
+    not the divergence. The ``1 / input.shape[0]`` of ``"batchmean"`` is applied to each
+    element's loss and gradient inside the single pass. ``target`` broadcasts against
+    ``input`` (as in torch, without a warning); the gradient comes back in ``input``'s shape.
+    NaN propagates; integer and bool targets are accepted and cast (torch refuses them).
+
+    Parameters
+    ----------
+    input : array_like
+        Log-probabilities. NumPy arrays, DLPack (torch CPU tensors, viewed) or sequences.
+    target : array_like
+        Probabilities (or log-probabilities with ``log_target=True``), broadcastable against
+        ``input``.
+    size_average, reduce : bool, optional
+        torch's deprecated reduction flags; they override ``reduction`` when given.
+    reduction : {"mean", "batchmean", "sum", "none"}
+    log_target : bool
+        ``target`` holds log-probabilities.
+    return_grad : bool
+        Also return the gradient with respect to ``input``.
+    out : ndarray, optional
+        Receives the gradient (``input`` itself is allowed).
+
+    Returns
+    -------
+    loss : scalar or ndarray
+        A NumPy scalar of the compute dtype, or an array for ``reduction="none"``.
+    grad : ndarray
+        With ``return_grad=True``.
+
+    Examples
+    --------
+    >>> import numpy as np, fastloss
+    >>> x = np.log([[0.25, 0.75], [0.5, 0.5]])
+    >>> round(float(fastloss.kl_div(x, [[0.5, 0.5], [0.5, 0.5]], reduction="batchmean")), 6)
+    0.071921
+    """
+    if size_average is not None or reduce is not None:
+        reduction = legacy_reduction(size_average, reduce, reduction)
+    elif reduction == "mean":
+        warnings.warn(MEAN_WARNING, UserWarning, stacklevel=2)
+    reduction = check_reduction(reduction, ("none", "batchmean", "mean", "sum"))
+    for name, value in (("input", input), ("target", target)):
+        if is_device_array(value):
+            raise TypeError(
+                f"kl_div: {name}: device arrays are not supported by this loss yet, "
+                "expected a NumPy array (or anything NumPy can view)"
+            )
+    x = host_array(input, "input")
+    scale, empty_batch = 1.0, False
+    if reduction == "batchmean":
+        reduction = "sum"
+        if x.ndim:
+            batch = x.shape[0]
+            empty_batch = batch == 0
+            scale = 1.0 / batch if batch else 1.0
+    result = _loss(
+        ("divergence", "KL_DIV"),
+        {"input": x, "target": target},
+        reduction=reduction,
+        params=(scale,),
+        flags=(bool(log_target),),
+        return_grad=return_grad,
+        out=out,
+    )
+    if empty_batch:  # torch: a sum of nothing (0) over a batch of 0
+        if return_grad:
+            return result[0].dtype.type(np.nan), result[1]
+        return result.dtype.type(np.nan)
+    return result
+
+
+def log_probability_inputs(rng: np.random.Generator, n: int, dtype) -> dict:
+    """Typical inputs of ``kl_div`` for the registry: log-probabilities and probabilities."""
+    p = rng.random(n, dtype=np.float32) + np.float32(0.01)
+    q = rng.random(n, dtype=np.float32)
+    return {
+        "input": np.log(p / p.sum()).astype(dtype),
+        "target": (q / q.sum()).astype(dtype),
+    }
