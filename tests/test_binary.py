@@ -810,6 +810,22 @@ def test_keras_empty_axis_gives_nan_samples(name):
     assert f(x.T, x.T, reduction="sum") == 0  # no samples: nothing to sum
 
 
+@pytest.mark.parametrize("dtype", FLOATS, ids=_id)
+def test_keras_nan_and_inf(dtype):
+    """From logits Keras (torch's bce_with_logits) propagates NaN and infinities: compared.
+    On probabilities Keras on torch raises for a NaN prediction (torch's range check); fastloss
+    evaluates the formula, as Keras's other backends do: NaN in, NaN out (documented)."""
+    x = np.array([[np.nan, 1.0, np.inf, -np.inf, 0.5, -2.0]], dtype)
+    t = np.array([[0.5, np.nan, 0.0, 1.0, np.inf, 0.0]], dtype)
+    for reduction in REDUCTIONS:
+        check("binary_crossentropy", x, t, {"from_logits": True}, reduction)
+    p = np.array([[np.nan, 0.5], [0.25, 0.5]], dtype)
+    q = np.array([[1.0, 0.0], [np.nan, 1.0]], dtype)
+    for name in KERAS_OPTIONS:
+        loss, grad = getattr(binary, name)(p, q, reduction="none", return_grad=True)
+        assert np.isnan(loss).tolist() == [True, True] and np.isfinite(grad[:, 1]).all()
+
+
 @pytest.mark.parametrize("smoothing", [-0.1, 1.5, np.nan])
 @pytest.mark.parametrize("name", list(KERAS_OPTIONS))
 def test_keras_label_smoothing_range(name, smoothing):
