@@ -11,6 +11,12 @@ and are cached on disk.
 
 __version__ = "0.1.0"
 
+from fastloss.binary import binary_cross_entropy as binary_cross_entropy
+from fastloss.binary import binary_cross_entropy_with_logits as binary_cross_entropy_with_logits
+from fastloss.binary import binary_crossentropy as binary_crossentropy
+from fastloss.binary import binary_focal_crossentropy as binary_focal_crossentropy
+from fastloss.binary import sigmoid_focal_loss as sigmoid_focal_loss
+from fastloss.divergence import kl_div as kl_div
 from fastloss.regression import gaussian_nll_loss as gaussian_nll_loss
 from fastloss.regression import huber_loss as huber_loss
 from fastloss.regression import l1_loss as l1_loss

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from fastloss import regression, softmax
+from fastloss import binary, divergence, regression, softmax
 
 
 def _regression_inputs(rng: np.random.Generator, n: int, dtype) -> dict:
@@ -158,6 +158,54 @@ LOSSES: dict[str, LossInfo] = {
             "keras",
             "keras.losses.MeanAbsolutePercentageError",
             _positive_inputs,
+        ),
+        LossInfo(
+            "binary_cross_entropy",
+            binary.binary_cross_entropy,
+            "classification",
+            "torch",
+            "torch.nn.functional.binary_cross_entropy",
+            binary.probability_inputs,
+        ),
+        LossInfo(
+            "binary_cross_entropy_with_logits",
+            binary.binary_cross_entropy_with_logits,
+            "classification",
+            "torch",
+            "torch.nn.functional.binary_cross_entropy_with_logits",
+            binary.logit_inputs,
+        ),
+        LossInfo(
+            "sigmoid_focal_loss",
+            binary.sigmoid_focal_loss,
+            "classification",
+            "torch",
+            "torchvision.ops.sigmoid_focal_loss",
+            binary.focal_inputs,
+        ),
+        LossInfo(
+            "binary_crossentropy",
+            binary.binary_crossentropy,
+            "classification",
+            "keras",
+            "keras.losses.binary_crossentropy",
+            binary.probability_inputs,
+        ),
+        LossInfo(
+            "binary_focal_crossentropy",
+            binary.binary_focal_crossentropy,
+            "classification",
+            "keras",
+            "keras.losses.binary_focal_crossentropy",
+            binary.probability_inputs,
+        ),
+        LossInfo(
+            "kl_div",
+            divergence.kl_div,
+            "classification",
+            "torch",
+            "torch.nn.functional.kl_div",
+            divergence.log_probability_inputs,
         ),
         LossInfo(
             "cross_entropy",
