@@ -357,6 +357,23 @@ def cross_entropy(
     IndexError
         A class index outside ``[0, C)`` that is not ``ignore_index``; raised before anything
         is written.
+
+    Examples
+    --------
+    >>> import numpy as np, fastloss
+    >>> logits = np.array([[1.0, 2.0, 3.0], [1.0, 0.0, -1.0]])
+    >>> loss, grad = fastloss.cross_entropy(logits, [2, 0], return_grad=True)
+    >>> round(float(loss), 6)
+    0.407606
+    >>> grad.round(4)
+    array([[ 0.045 ,  0.1224, -0.1674],
+           [-0.1674,  0.1224,  0.045 ]])
+    >>> round(float(fastloss.cross_entropy(logits, [2, 0], label_smoothing=0.1)), 6)
+    0.507606
+    >>> _ = fastloss.cross_entropy(logits, [2, 0], return_grad=True, out=logits)  # in place
+    >>> logits.round(4)
+    array([[ 0.045 ,  0.1224, -0.1674],
+           [-0.1674,  0.1224,  0.045 ]])
     """
     reduction = check_reduction(legacy_reduction(size_average, reduce, reduction))
     _check_grad_options(return_grad, out)
@@ -541,6 +558,12 @@ def focal_loss(
 
     Rows whose target is ``ignore_index`` contribute 0; ``"mean"`` averages over the rows not
     ignored. Shapes as :func:`cross_entropy` with class-index targets.
+
+    Examples
+    --------
+    >>> import fastloss
+    >>> round(float(fastloss.focal_loss([[1.0, 2.0, 3.0], [1.0, 0.0, -1.0]], [2, 0])), 6)
+    0.045678
     """
     reduction = check_reduction(reduction)
     _check_grad_options(return_grad, out)
