@@ -305,6 +305,7 @@ def run(
     return_grad: bool = False,
     out: object = None,
     grad_dtypes: Sequence[np.dtype] | None = None,
+    broadcast_weight: bool = False,
 ):
     """Compute an elementwise loss, and its gradients, in one pass on a CUDA device.
 
@@ -338,6 +339,10 @@ def run(
     grad_dtypes : sequence of dtype, optional
         Dtypes of the returned gradients; default: each argument's floating dtype, else the
         compute dtype.
+    broadcast_weight : bool
+        Accept a ``weight`` of any shape that broadcasts to the shape of ``arrays[0]`` (torch's
+        rule for the binary losses); it is broadcast once, on the device, into a full-size
+        array. Default: ``weight`` must have that shape.
 
     Returns
     -------
@@ -360,7 +365,17 @@ def run(
     shape = shapes[0]
     if any(s != shape for s in shapes):
         shape = broadcast_shape(list(shapes), names)
-    if wop is not None and (wop.shape != shapes[0] or wop.shape != shape):
+    if wop is not None and broadcast_weight:
+        try:
+            fits = shape == shapes[0] and np.broadcast_shapes(wop.shape, shape) == shape
+        except ValueError:
+            fits = False
+        if not fits:
+            raise ValueError(
+                f"weight: expected a shape that broadcasts to the shape of input {shapes[0]}, "
+                f"got {wop.shape}"
+            )
+    elif wop is not None and (wop.shape != shapes[0] or wop.shape != shape):
         raise ValueError(f"weight: expected the shape of input {shapes[0]}, got {wop.shape}")
     n = math.prod(shape)
 
@@ -465,3 +480,49 @@ def _check_out(
             raise ValueError(f"{label}: expected dtype {dtypes[j]}, got {op.dtype}")
         outs[j] = op
     return outs
+
+
+# --- small helpers of the losses that reduce over axes -----------------------------------------
+
+
+def sum_axes(array: object, axes: Sequence[int]) -> object:
+    """Sum a device array over ``axes`` (non-negative, distinct), on the device and in a fixed
+    order: a new C-order device array of the remaining dimensions (0-d when none remain), of
+    ``array``'s dtype and array library. Nothing waits for the device."""
+    op = _intake(array, "array")
+    shape = op.shape
+    kept = tuple(1 if d in axes else s for d, s in enumerate(shape))
+    result_shape = tuple(s for d, s in enumerate(shape) if d not in axes)
+    plan = _Plan(op.kind == "cupy", _launch_stream([op]))
+    n = math.prod(shape)
+    if op.contiguous("C"):
+        flat, order = op.value.reshape((n,)), "C"
+    elif op.contiguous("F"):
+        flat, order = op.value.reshape((n,), order="F"), "F"
+    else:
+        flat, order = plan.materialise(op, shape, op.dtype), "C"
+    return plan.unbroadcast(flat, order, shape, kept).reshape(result_shape)
+
+
+def full(like: object, shape: tuple[int, ...], dtype, value: float) -> object:
+    """A new C-order device array of ``shape`` and ``dtype`` filled with ``value``, from the
+    array library and on the stream of the device array ``like``."""
+    op = _intake(like, "array")
+    plan = _Plan(op.kind == "cupy", _launch_stream([op]))
+    dtype = np.dtype(dtype)
+    n = math.prod(shape)
+    dst = plan.empty((n,), dtype)
+    if n:
+        plan.launch(plan.common.fill, n, 1, dst, dtype.type(value))
+    return dst.reshape(shape)
+
+
+def to_host(array: object) -> np.ndarray:
+    """A device array (or a 0-d result) copied to a NumPy array: a host synchronisation,
+    for the error paths and the data-dependent checks that need one."""
+    if _is_cupy(array):
+        return np.asarray(array.get())
+    op = _intake(array, "array")
+    if op.kind == "scalar":
+        return np.asarray(op.value)
+    return np.asarray(op.value.copy_to_host())

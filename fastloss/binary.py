@@ -13,7 +13,14 @@ sum of the returned losses for ``reduction="none"``) from the same single pass; 
 receives the gradient and may be ``input`` itself.
 
 Integer and bool targets are accepted and cast to the input's compute dtype (torch refuses
-them for these losses). Device arrays are not supported by these losses yet (``TypeError``).
+them for these losses).
+
+Device arrays (CuPy, Numba's, anything with ``__cuda_array_interface__``) run the CUDA kernels
+generated from the same declarations (:mod:`fastloss._cuda`): the loss comes back as a device
+array (0-d for ``"mean"``/``"sum"``), the gradient too, and nothing waits for the device except
+``binary_cross_entropy``'s range check (see there). All array arguments of a device call must be
+on the device (``weight`` and ``pos_weight`` may also be real scalars): a host array there raises
+``TypeError`` naming it, it is never copied over silently.
 """
 
 from __future__ import annotations
@@ -43,13 +50,65 @@ KERAS_EPSILON = 1e-7
 # --- shared intake -----------------------------------------------------------------------------
 
 
-def _host_only(function: str, **arrays: object) -> None:
-    for name, value in arrays.items():
-        if is_device_array(value):
-            raise TypeError(
-                f"{function}: {name}: device arrays are not supported by this loss yet, "
-                "expected a NumPy array (or anything NumPy can view)"
-            )
+def _on_device(*values: object) -> bool:
+    return any(is_device_array(v) for v in values)
+
+
+def _device_shape(value: object, name: str, scalar_ok: bool = False) -> tuple[int, ...]:
+    """Shape of the device array ``value`` (``()`` for a real scalar where ``scalar_ok``);
+    ``TypeError`` naming ``name`` for anything else: a device call copies nothing over."""
+    if is_device_array(value):
+        shape = getattr(value, "shape", None)
+        if shape is None:
+            shape = value.__cuda_array_interface__["shape"]
+        return tuple(int(s) for s in shape)
+    real = isinstance(value, int | float | np.integer | np.floating | np.bool_)
+    if scalar_ok and real:
+        return ()
+    raise TypeError(
+        f"{name}: expected a device array (CuPy, Numba or __cuda_array_interface__) like the "
+        f"other arguments, got {type(value).__module__}.{type(value).__name__}; host arrays "
+        "are not copied to the device, move it there first"
+    )
+
+
+def _shape(value: object) -> tuple[int, ...]:
+    return tuple(int(s) for s in value.shape)
+
+
+def _device_dtype(value: object) -> np.dtype:
+    try:
+        return np.dtype(value.dtype)
+    except (AttributeError, TypeError):
+        return np.dtype(value.__cuda_array_interface__["typestr"])
+
+
+def _device_weight(value: object, shape: tuple[int, ...], name: str) -> None:
+    """On the device path: ``value`` (a device array or a scalar) broadcasts to ``shape``."""
+    found = _device_shape(value, name, scalar_ok=True)
+    try:
+        fits = np.broadcast_shapes(found, shape) == shape
+    except ValueError:
+        fits = False
+    if not fits:
+        raise ValueError(
+            f"{name}: expected a shape that broadcasts to the shape of input {shape}, got {found}"
+        )
+
+
+def _device_run(name: str, arrays: dict, *, reduction: str, weight=None, **kwargs):
+    """The device path of one binary kernel, ``weight`` broadcast to the input on the device."""
+    from fastloss import _cuda, _elementwise
+
+    return _cuda.run(
+        _elementwise.spec("binary", name),
+        list(arrays.values()),
+        list(arrays),
+        reduction=reduction,
+        weight=weight,
+        broadcast_weight=True,
+        **kwargs,
+    )
 
 
 def _pair(
@@ -60,8 +119,19 @@ def _pair(
     **others: object,
 ):
     """``input`` and ``target`` as host arrays of one shape (torch and Keras both refuse
-    targets of another shape for these losses)."""
-    _host_only(function, **{names[0]: input, names[1]: target}, **others)
+    targets of another shape for these losses); on the device path (any argument on the
+    device) the arrays themselves, their shapes checked."""
+    if _on_device(input, target, *others.values()):
+        x_shape = _device_shape(input, names[0])
+        t_shape = _device_shape(target, names[1])
+        for name, value in others.items():
+            if value is not None:
+                _device_shape(value, name, scalar_ok=True)
+        if t_shape != x_shape:
+            raise ValueError(
+                f"{names[1]}: expected the shape of {names[0]} {x_shape}, got {t_shape}"
+            )
+        return input, target
     x = host_array(input, names[0])
     t = host_array(target, names[1])
     if t.shape != x.shape:
@@ -131,6 +201,35 @@ def _has_nan(loss: object) -> bool:
         return bool(np.isnan(np.sum(loss)))
 
 
+def _unit_nan(total: object, x: object, t: object) -> None:
+    """A device loss ``total`` (0-d) copied back; if NaN, ``input`` and ``target`` copied back
+    too and checked, raising ``ValueError`` for the one outside [0, 1]."""
+    from fastloss._cuda import to_host
+
+    with np.errstate(invalid="ignore"):
+        if not np.isnan(to_host(total)).any():
+            return
+    _check_unit(to_host(x), "input")
+    _check_unit(to_host(t), "target")
+
+
+def _bce_device(x, t, weight, reduction, return_grad, out):
+    """``binary_cross_entropy`` on the device, with torch's range check (see its docstring)."""
+    shape = _device_shape(x, "input")
+    if weight is not None:
+        _device_weight(weight, shape, "weight")
+    arrays = {"input": x, "target": t}
+    after = reduction != "none" and weight is None and out is None
+    if not after:  # the unweighted sum is NaN exactly when an element is outside [0, 1]
+        _unit_nan(_device_run("BCE", arrays, reduction="sum"), x, t)
+    result = _device_run(
+        "BCE", arrays, reduction=reduction, weight=weight, return_grad=return_grad, out=out
+    )
+    if after:
+        _unit_nan(result[0] if return_grad else result, x, t)
+    return result
+
+
 # --- torch -------------------------------------------------------------------------------------
 
 
@@ -169,16 +268,23 @@ def binary_cross_entropy(
     are checked before the kernel overwrites them. After the ``ValueError`` the contents of
     ``out`` are unspecified.
 
+    On the device the check is the one host synchronisation of these losses: for ``"mean"``
+    and ``"sum"`` without ``weight`` or ``out`` the 0-d loss itself is copied back (NaN means
+    an element outside [0, 1]); otherwise one more device pass first sums the unweighted
+    element losses into a 0-d array, which is copied back. Only when that is NaN are
+    ``input`` and ``target`` copied to the host, to name the culprit in the ``ValueError``.
+
     Parameters
     ----------
     input : array_like
-        Probabilities in [0, 1]; NumPy arrays, DLPack (torch CPU tensors, viewed) or sequences.
+        Probabilities in [0, 1]; NumPy arrays, DLPack (torch CPU tensors, viewed), sequences,
+        or device arrays (CuPy, Numba, ``__cuda_array_interface__``).
     target : array_like
         Targets in [0, 1], the shape of ``input``. Integer and bool targets are accepted and
         cast (torch refuses them).
     weight : array_like, optional
         Rescaling weight of each element; any shape that broadcasts to ``input``'s, as torch
-        allows (it is broadcast once into a full-size copy).
+        allows (it is broadcast once into a full-size copy, on the device for a device call).
     size_average, reduce : bool, optional
         torch's deprecated reduction flags; they override ``reduction`` when given.
     reduction : {"mean", "sum", "none"}
@@ -191,7 +297,8 @@ def binary_cross_entropy(
     Returns
     -------
     loss : scalar or ndarray
-        A NumPy scalar of the compute dtype, or an array for ``reduction="none"``.
+        A NumPy scalar of the compute dtype (a 0-d device array on the device), or an array
+        for ``reduction="none"``.
     grad : ndarray
         With ``return_grad=True``, in ``input``'s floating dtype.
 
@@ -204,6 +311,8 @@ def binary_cross_entropy(
     reduction = legacy_reduction(size_average, reduce, reduction)
     reduction = check_reduction(reduction)
     x, t = _pair("binary_cross_entropy", input, target, weight=weight)
+    if _on_device(x, t, weight):
+        return _bce_device(x, t, weight, reduction, return_grad, out)
     w = None if weight is None else _broadcast_to_input(weight, x.shape, "weight")
     early = isinstance(out, np.ndarray) and (
         np.may_share_memory(out, x) or np.may_share_memory(out, t)
@@ -268,7 +377,8 @@ def binary_cross_entropy_with_logits(
     pos_weight : array_like, optional
         Weight of the positive term, broadcast against ``input`` from the last dimension as
         torch does (typically one value per class, shape ``(C,)``). It is broadcast once into
-        a full-size copy, so it costs one more array read per element.
+        a full-size copy (on the device for a device call), so it costs one more array read
+        per element.
     return_grad : bool
         Also return the gradient with respect to ``input``.
     out : ndarray, optional
@@ -291,6 +401,19 @@ def binary_cross_entropy_with_logits(
     x, t = _pair(
         "binary_cross_entropy_with_logits", input, target, weight=weight, pos_weight=pos_weight
     )
+    if _on_device(x, t, weight, pos_weight):
+        shape = _device_shape(x, "input")
+        arrays = {"input": x, "target": t}
+        name = "BCE_LOGITS"
+        if weight is not None:
+            _device_weight(weight, shape, "weight")
+        if pos_weight is not None:
+            _device_weight(pos_weight, shape, "pos_weight")
+            arrays["pos_weight"] = pos_weight
+            name = "BCE_LOGITS_POS"
+        return _device_run(
+            name, arrays, reduction=reduction, weight=weight, return_grad=return_grad, out=out
+        )
     w = None if weight is None else _broadcast_to_input(weight, x.shape, "weight")
     arrays = {"input": x, "target": t}
     name = "BCE_LOGITS"
@@ -424,10 +547,13 @@ def _keras_call(
 
     ``"mean"``: the sum of the element losses over their count (the mean of equal-sized
     per-sample means); ``"sum"``: each element loss times ``1 / K`` (``K`` elements per
-    sample), summed; ``"none"``: the same scaled element losses summed over ``axis``.
+    sample), summed; ``"none"``: the same scaled element losses summed over ``axis`` (on the
+    device for device arrays, in a fixed order).
     """
-    axes = _keras_axes(x.shape, axis)
-    per_sample = math.prod(x.shape[a] for a in axes)
+    device = _on_device(x)
+    shape = _device_shape(x, "input") if device else x.shape
+    axes = _keras_axes(shape, axis)
+    per_sample = math.prod(shape[a] for a in axes)
     scale = 1.0 if reduction == "mean" or per_sample == 0 else 1.0 / per_sample
     result = _loss(
         ("binary", name),
@@ -439,7 +565,18 @@ def _keras_call(
         out=out,
     )
     loss, grad = result if return_grad else (result, None)
-    if per_sample == 0 and reduction != "mean":
+    if device:
+        from fastloss import _cuda
+
+        samples = tuple(n for i, n in enumerate(shape) if i not in axes)
+        if per_sample == 0 and reduction != "mean":
+            # as below: NaN samples (a NaN sum unless there are none), filled on the device
+            nan = reduction == "none" or math.prod(samples) > 0
+            loss = _cuda.full(loss, samples if reduction == "none" else (), loss.dtype,
+                              np.nan if nan else 0.0)  # fmt: skip
+        elif reduction == "none" and axes:
+            loss = _cuda.sum_axes(loss, axes)
+    elif per_sample == 0 and reduction != "mean":
         # Keras's mean over an empty axis is NaN for every sample (torch's mean)
         samples = tuple(n for i, n in enumerate(x.shape) if i not in axes)
         nan = np.full(samples, np.nan, loss.dtype)
@@ -479,9 +616,10 @@ def binary_crossentropy(
     Keras averages the element losses over ``axis`` into per-sample losses; ``reduction``
     then acts on those: ``"mean"`` is Keras's ``"sum_over_batch_size"`` (for equal-sized
     samples, the mean over all elements), ``"sum"`` their sum, ``"none"`` returns them (the
-    input's shape without ``axis``; this one sums the element losses in a second, NumPy,
-    pass). An empty batch gives a NaN mean (Keras gives 0) and a zero sum; an empty ``axis``
-    NaN per-sample losses, as Keras's mean does.
+    input's shape without ``axis``; this one sums the element losses in a second pass, NumPy's
+    on the host, a fixed-order device kernel on the device). An empty batch gives a NaN mean
+    (Keras gives 0) and a zero sum; an empty ``axis`` NaN per-sample losses, as Keras's mean
+    does.
 
     Keras on torch hands probabilities to torch's ``binary_cross_entropy``, which refuses
     targets outside [0, 1] and NaN predictions; here the formula is evaluated for any value
@@ -606,7 +744,7 @@ def binary_focal_crossentropy(
     gamma = _real(gamma, "gamma")
     x, t = _pair("binary_focal_crossentropy", input, target)
     # the clip bounds in the compute dtype, and their logarithms (the from-logits path)
-    dtype = compute_dtype(x.dtype, "input")
+    dtype = compute_dtype(_device_dtype(x) if _on_device(x) else x.dtype, "input")
     lo, hi = (float(dtype.type(v)) for v in (KERAS_EPSILON, 1.0 - KERAS_EPSILON))
     params = (
         lo,

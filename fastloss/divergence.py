@@ -2,7 +2,9 @@
 
 ``kl_div`` keeps ``torch.nn.functional.kl_div``'s name, argument order, defaults and semantics,
 ``"batchmean"`` and the warning for ``"mean"`` included, and, as every fastloss loss, takes
-keyword-only ``return_grad`` and ``out``.
+keyword-only ``return_grad`` and ``out``. Device arrays (CuPy, Numba's, anything with
+``__cuda_array_interface__``) run the CUDA kernels generated from the same declaration, with the
+results left on the device.
 """
 
 from __future__ import annotations
@@ -59,10 +61,16 @@ def kl_div(
     ``input`` (as in torch, without a warning); the gradient comes back in ``input``'s shape.
     NaN propagates; integer and bool targets are accepted and cast (torch refuses them).
 
+    With device arrays the loss (a 0-d device array for every reduction but ``"none"``) and
+    the gradient stay on the device and nothing waits for it (``"batchmean"`` of an empty batch
+    is a device NaN too). ``input`` and ``target`` must then both be device arrays (a real
+    scalar ``target`` is broadcast): a host array raises ``TypeError``, it is not copied over.
+
     Parameters
     ----------
     input : array_like
-        Log-probabilities. NumPy arrays, DLPack (torch CPU tensors, viewed) or sequences.
+        Log-probabilities. NumPy arrays, DLPack (torch CPU tensors, viewed), sequences, or
+        device arrays.
     target : array_like
         Probabilities (or log-probabilities with ``log_target=True``), broadcastable against
         ``input``.
@@ -79,7 +87,8 @@ def kl_div(
     Returns
     -------
     loss : scalar or ndarray
-        A NumPy scalar of the compute dtype, or an array for ``reduction="none"``.
+        A NumPy scalar of the compute dtype (a 0-d device array on the device), or an array
+        for ``reduction="none"``.
     grad : ndarray
         With ``return_grad=True``.
 
@@ -95,20 +104,32 @@ def kl_div(
     elif reduction == "mean":
         warnings.warn(MEAN_WARNING, UserWarning, stacklevel=2)
     reduction = check_reduction(reduction, ("none", "batchmean", "mean", "sum"))
-    for name, value in (("input", input), ("target", target)):
-        if is_device_array(value):
+    device = is_device_array(input) or is_device_array(target)
+    if device:
+        if not is_device_array(input):
             raise TypeError(
-                f"kl_div: {name}: device arrays are not supported by this loss yet, "
-                "expected a NumPy array (or anything NumPy can view)"
+                "input: expected a device array (CuPy, Numba or __cuda_array_interface__) like "
+                f"target, got {type(input).__module__}.{type(input).__name__}; host arrays are "
+                "not copied to the device, move it there first"
             )
-    x = host_array(input, "input")
+        x = input
+        shape = getattr(x, "shape", None)
+        if shape is None:
+            shape = x.__cuda_array_interface__["shape"]
+        shape = tuple(int(s) for s in shape)
+    else:
+        x = host_array(input, "input")
+        shape = x.shape
     scale, empty_batch = 1.0, False
     if reduction == "batchmean":
         reduction = "sum"
-        if x.ndim:
-            batch = x.shape[0]
+        if shape:
+            batch = shape[0]
             empty_batch = batch == 0
             scale = 1.0 / batch if batch else 1.0
+    if device and empty_batch:
+        # every element is in the empty batch: the mean of nothing, 0 / 0, is the device NaN
+        reduction, empty_batch = "mean", False
     result = _loss(
         ("divergence", "KL_DIV"),
         {"input": x, "target": target},
