@@ -30,6 +30,7 @@ from numba import njit, prange, types
 from numba.extending import overload
 
 from fastloss.kernels._jit import KERNEL_OPTIONS, POINT_OPTIONS
+from fastloss.kernels.binary import _pow
 from fastloss.kernels.scalar import const
 from fastloss.kernels.vmath import _as_float, _as_int, exp, exp_nonpos, log
 
@@ -507,10 +508,9 @@ def _keras_row(
             yc = keep * y[c] + spread
         lq = log(q)
         if mode == KERAS_FOCAL:
-            r = one - q
-            w = r**gamma
+            w, w_down = _pow(one - q, gamma, zero)  # 1 - q >= 1e-7 > 0
             loss += alpha * w * (-yc * lq)
-            dq = alpha * (gamma * r ** (gamma - one) * yc * lq - w * yc / q)
+            dq = alpha * (gamma * w_down * yc * lq - w * yc / q)
         else:
             loss -= yc * lq
             dq = -yc / q
