@@ -142,6 +142,11 @@ def check_out(out: object, shape: tuple[int, ...], dtype: np.dtype, name: str) -
     if out.shape != shape:
         raise ValueError(f"{name}: expected shape {shape}, got {out.shape}")
     if out.dtype != dtype:
+        if out.dtype.newbyteorder("=") == dtype:
+            raise ValueError(
+                f"{name}: expected dtype {dtype} in native byte order, got {out.dtype.str} "
+                "(the gradient is written in native byte order)"
+            )
         raise ValueError(f"{name}: expected dtype {dtype}, got {out.dtype}")
     if not out.flags.writeable:
         raise ValueError(f"{name}: expected a writeable array, got a read-only one")

@@ -85,6 +85,11 @@ class _Rows:
             )
         self.class_axis = class_axis % x.ndim
         self.classes = x.shape[self.class_axis]
+        if self.classes == 0:
+            raise ValueError(
+                f"{name}: expected at least one class along axis {self.class_axis}, got shape "
+                f"{x.shape}"
+            )
         # one row per position, classes last
         self.moved = self.class_axis != x.ndim - 1
         moved = np.moveaxis(x, self.class_axis, -1) if self.moved else x
@@ -100,8 +105,10 @@ class _Rows:
     def rows(self) -> int:
         return self.matrix.shape[0]
 
-    def grad_buffer(self, out: object) -> np.ndarray:
-        """Where the kernel writes the gradient: ``out`` itself when it can be."""
+    def grad_buffer(self, out: object, *others: np.ndarray) -> np.ndarray:
+        """Where the kernel writes the gradient: ``out`` itself when it can be, that is when
+        it is laid out as the rows and shares no memory with the other operands (the
+        targets, the class weights) or is exactly the input."""
         if out is not None:
             check_out(out, self.shape, self.grad_dtype, "out")
             if (
@@ -112,6 +119,7 @@ class _Rows:
                     not np.may_share_memory(out, self.matrix)
                     or _same_memory(out.reshape(self.matrix.shape), self.matrix)
                 )
+                and not any(np.may_share_memory(out, other) for other in others)
             ):
                 return out.reshape(self.matrix.shape)
         return np.empty(self.matrix.shape, self.dtype)
@@ -215,7 +223,11 @@ def _index_rows_call(
         z_denominator = float(count)
     else:
         denominator = z_denominator = 1.0
-    grad = rows.grad_buffer(out) if return_grad else np.empty((0, rows.classes), rows.dtype)
+    grad = (
+        rows.grad_buffer(out, weight, flat_target)
+        if return_grad
+        else np.empty((0, rows.classes), rows.dtype)
+    )
     row_loss = np.empty(rows.rows, np.float64)
     row_z = np.empty(rows.rows, np.float64)
     weight_sum = float(np.sum(weight, dtype=np.float64)) if has_weight else float(rows.classes)
@@ -267,6 +279,27 @@ def _check_smoothing(label_smoothing: object) -> float:
     value = check_nonnegative(label_smoothing, "label_smoothing")
     if value > 1:
         raise ValueError(f"label_smoothing: expected a number in [0, 1], got {label_smoothing!r}")
+    return value
+
+
+def _check_probability_options(ignore_index: int, softcap: float) -> None:
+    """torch refuses ``ignore_index`` with class probabilities; the softcap is for logits
+    against class indices."""
+    if ignore_index != -100:
+        raise ValueError(
+            f"ignore_index: not supported with class-probability targets (floating target of "
+            f"input's shape), got {ignore_index}"
+        )
+    if softcap:
+        raise ValueError(
+            "softcap: supported with class-index targets only, got class probabilities"
+        )
+
+
+def _check_gamma(gamma: object) -> float:
+    value = check_nonnegative(gamma, "gamma")
+    if value == np.inf:
+        raise ValueError(f"gamma: expected a finite number >= 0, got {gamma!r}")
     return value
 
 
@@ -379,9 +412,19 @@ def cross_entropy(
     _check_grad_options(return_grad, out)
     smoothing = _check_smoothing(label_smoothing)
     cap = 0.0 if softcap is None else check_nonnegative(softcap, "softcap", strict=True)
+    if cap == np.inf:
+        cap = 0.0  # s tanh(x / s) -> x: no capping
     z_scale = check_nonnegative(z_loss_scale, "z_loss_scale")
     if is_device_array(input):  # CuPy or any __cuda_array_interface__: CUDA kernels
         from fastloss import _cuda_softmax
+
+        if np.dtype(target.dtype).kind == "f" and tuple(target.shape) == tuple(input.shape):
+            _check_probability_options(ignore_index, cap)
+            if z_scale or return_z_loss:
+                raise ValueError(
+                    "z_loss_scale, return_z_loss: with class-probability targets, supported "
+                    "on the CPU only so far"
+                )
 
         result = _cuda_softmax.cross_entropy(
             input,
@@ -400,15 +443,7 @@ def cross_entropy(
     weight_array, has_weight = _class_weight(weight, rows)
     t = host_array(target, "target")
     if t.dtype.kind == "f" and t.shape == rows.shape:
-        if ignore_index != -100:
-            raise ValueError(
-                f"ignore_index: not supported with class-probability targets (floating "
-                f"target of input's shape), got {ignore_index}"
-            )
-        if cap:
-            raise ValueError(
-                "softcap: supported with class-index targets only, got class probabilities"
-            )
+        _check_probability_options(ignore_index, cap)
         probs = _dense_target(t, rows)
         result = _prob_call(
             rows,
@@ -445,9 +480,11 @@ def _prob_call(
 ):
     """Cross-entropy against probability rows ``probs`` (laid out as ``rows.matrix``)."""
     denominator = float(rows.rows) if reduction == "mean" else 1.0
-    grad = rows.grad_buffer(out) if return_grad else np.empty((0, rows.classes), rows.dtype)
-    if return_grad and np.may_share_memory(grad, probs):
-        grad = np.empty(rows.matrix.shape, rows.dtype)
+    grad = (
+        rows.grad_buffer(out, probs, weight)
+        if return_grad
+        else np.empty((0, rows.classes), rows.dtype)
+    )
     row_loss = np.empty(rows.rows, np.float64)
     row_z = np.empty(rows.rows, np.float64)
     scalar = rows.dtype.type
@@ -512,7 +549,11 @@ def nll_loss(
     flat = _index_target(target, rows)
     count, total_weight = _checked_targets(flat, rows, ignore_index, weight_array, has_weight)
     denominator = (total_weight if has_weight else float(count)) if reduction == "mean" else 1.0
-    grad = rows.grad_buffer(out) if return_grad else np.empty((0, rows.classes), rows.dtype)
+    grad = (
+        rows.grad_buffer(out, weight_array, flat)
+        if return_grad
+        else np.empty((0, rows.classes), rows.dtype)
+    )
     row_loss = np.empty(rows.rows, np.float64)
     scalar = rows.dtype.type
     _launch(
@@ -567,7 +608,7 @@ def focal_loss(
     """
     reduction = check_reduction(reduction)
     _check_grad_options(return_grad, out)
-    g = check_nonnegative(gamma, "gamma")
+    g = _check_gamma(gamma)
     if is_device_array(input):
         from fastloss import _cuda_softmax
 
@@ -634,6 +675,9 @@ def _sparse_target(target: object, rows: _Rows) -> np.ndarray:
     if t.ndim == len(rows.shape) and t.ndim and t.shape[rows.class_axis] == 1:
         t = np.squeeze(t, axis=rows.class_axis)  # Keras accepts (N, 1) labels
     if t.dtype.kind == "f":
+        if t.size and np.isnan(t).any():
+            where = tuple(int(i) for i in np.argwhere(np.isnan(t))[0])
+            raise ValueError(f"target: expected class labels, got NaN at position {where}")
         t = t.astype(np.int64)  # Keras casts labels to int64 (truncating)
     return _index_target(t, rows)
 
@@ -655,7 +699,8 @@ def _keras_call(
     out: object,
 ):
     denominator = mean_over if reduction == "mean" else 1.0
-    grad = rows.grad_buffer(out) if return_grad else np.empty((0, rows.classes), rows.dtype)
+    # the gradient may be the input itself, never (part of) the target
+    grad = rows.grad_buffer(out, target) if return_grad else np.empty((0, rows.classes), rows.dtype)
     row_loss = np.empty(rows.rows, np.float64)
     scalar = rows.dtype.type
     dense = np.empty((1, rows.classes), rows.dtype) if sparse else target
@@ -834,7 +879,7 @@ def categorical_focal_crossentropy(
     reduction = check_reduction(reduction)
     _check_grad_options(return_grad, out)
     smoothing = _check_smoothing(label_smoothing)
-    g = check_nonnegative(gamma, "gamma")
+    g = _check_gamma(gamma)
     rows = _Rows(input, class_axis=int(axis))
     y = _dense_target(target, rows)
     return _keras_call(

@@ -25,6 +25,8 @@ raises before the caller's buffer is written.
 ``mode`` of :func:`index_rows`: ``CROSS_ENTROPY`` or ``FOCAL``.
 """
 
+import math
+
 import numpy as np
 from numba import njit, prange, types
 from numba.extending import overload
@@ -250,7 +252,7 @@ def _index_row_of(
     z = z_scale * lse * lse
     if mode == FOCAL:
         p_t = exp(-nll)
-        q = one - p_t
+        q = -math.expm1(-nll)  # 1 - p_t without cancellation for confident rows (per row)
         mod = q**gamma
         loss = alpha * mod * nll
         k = mod
@@ -280,7 +282,7 @@ def _index_row_of(
                 yc = y[c]
                 dy = one - (yc * inv) * (yc * inv)
                 gc = r * exp(yc - m)
-                if has_weight:
+                if has_weight and e_coef != zero:  # no 0 * (NaN or inf weight) otherwise
                     gc -= e_coef * weight[c]
                 else:
                     gc -= e_coef
@@ -288,7 +290,7 @@ def _index_row_of(
             yt = x_t * inv  # y[t] itself is overwritten by now
             g[t] -= b * (one - yt * yt)
         else:
-            if has_weight:
+            if has_weight and e_coef != zero:
                 for c in range(n):
                     g[c] = r * g[c] - e_coef * weight[c]
             else:

@@ -286,7 +286,7 @@ def index_rows(
     e_coef = 0.0
     if mode == FOCAL:
         p_t = math.exp(-nll)
-        q = 1.0 - p_t
+        q = -math.expm1(-nll)  # 1 - p_t without cancellation for confident rows
         g64 = float64(gamma)
         mod = q**g64
         loss = float64(alpha) * mod * nll
@@ -318,7 +318,7 @@ def index_rows(
             if use_cap:
                 y = softcap * math.tanh(y * inv_cap)
             gc = r * math.exp(y - m_d)
-            if has_weight:
+            if has_weight and e_coef != 0.0:  # no 0 * (NaN or inf weight) otherwise
                 gc -= e_d * weight[c]
             else:
                 gc -= e_d
