@@ -697,11 +697,13 @@ def test_bad_reduction_raises(name):
         getattr(binary, name)(x, t, reduction="batchmean")
 
 
-def test_device_arrays_are_refused_with_a_clear_error():
+def test_a_host_target_beside_a_device_input_is_refused_with_a_clear_error():
+    """Nothing is copied to the device silently: the host argument is named."""
+
     class FakeDevice:
         __cuda_array_interface__ = {"shape": (3,), "typestr": "<f4", "data": (0, False)}
 
-    with pytest.raises(TypeError, match="device arrays are not supported"):
+    with pytest.raises(TypeError, match="target: expected a device array"):
         binary.binary_cross_entropy_with_logits(FakeDevice(), np.zeros(3))
 
 
