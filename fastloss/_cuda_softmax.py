@@ -3,11 +3,13 @@
 The twins of :func:`fastloss.softmax.cross_entropy`, :func:`~fastloss.softmax.nll_loss` and
 :func:`~fastloss.softmax.focal_loss` for arrays that live on a CUDA device (CuPy, Numba device
 arrays, the simulator's included, anything with ``__cuda_array_interface__``), launching the
-row kernels of :mod:`fastloss.kernels.cuda.softmax` (one block per row). ``input`` is ``(C,)``
-or ``(N, C)`` (classes last), float16/32/64 (float16 computes in float32, through a device copy);
-class-index targets of any integer dtype, shape ``()`` or ``(N,)``; for cross-entropy also class
-probabilities of ``input``'s shape. Arguments are expected already validated by the public
-functions (reduction name, ``smoothing`` in [0, 1], ``softcap`` > 0 or 0 for none, ...).
+row kernels of :mod:`fastloss.kernels.cuda.softmax` (one block per row). ``input`` is ``(C,)``,
+``(N, C)`` or ``(N, C, d1, ..., dk)`` (torch's layout, seen by the kernels as ``(N, C, D)``
+without a copy), float16/32/64 (float16 computes in float32, through a device copy);
+class-index targets of any integer dtype, shape ``()``, ``(N,)`` or ``(N, d1, ..., dk)``; for
+cross-entropy also class probabilities of ``input``'s shape. Arguments are expected already
+validated by the public functions (reduction name, ``smoothing`` in [0, 1], ``softcap`` > 0
+or 0 for none, ...).
 
 Synchronisation: with class-index targets, one pre-pass kernel checks every index and counts the
 rows (the denominator of ``"mean"`` stays on the device); its two-integer verdict is copied to
@@ -48,29 +50,33 @@ class _Call:
             raise TypeError("input: expected a device array, got a scalar")
         if op.dtype.kind != "f":
             raise TypeError(f"input: expected a floating dtype, got {op.dtype}")
-        if len(op.shape) not in (1, 2):
-            raise ValueError(
-                "input: the device path takes logits of shape (C,) or (N, C), got shape "
-                f"{op.shape}; move the class axis last and flatten the others"
-            )
+        if len(op.shape) == 0:
+            raise ValueError("input: expected logits of shape (C,), (N, C) or (N, C, d1, ...)")
         self.op = op
         self.shape = op.shape
         self.dtype = compute_dtype(op.dtype, "input")
-        self.batch_shape = op.shape[:-1]
-        self.classes = op.shape[-1]
+        # torch's layout, classes along dim 1 (dim 0 of a 1-D input), seen as (N, C, D)
+        if len(op.shape) == 1:
+            self.batch_shape = ()
+            self.classes = op.shape[0]
+            self.cube_shape = (1, self.classes, 1)
+        else:
+            self.batch_shape = (op.shape[0], *op.shape[2:])
+            self.classes = op.shape[1]
+            self.cube_shape = (op.shape[0], self.classes, math.prod(op.shape[2:]))
         self.rows = math.prod(self.batch_shape)
         if self.classes == 0 and self.rows:
             raise ValueError(f"input: expected at least one class, got shape {op.shape}")
         ops = [op] + [_cuda._intake(v, name) for v, name in others if v is not None]
         self.plan = _cuda._Plan(op.kind == "cupy", _cuda._launch_stream(ops))
         self.k = _kernels()
-        matrix_shape = (self.rows, self.classes)
+        # the (N, C, D) logits: a view of the input, or a contiguous copy in the compute dtype
         if op.dtype == self.dtype and op.contiguous("C"):
-            self.matrix = op.value.reshape(matrix_shape)
+            self.matrix = op.value.reshape(self.cube_shape)
             self.copied = False
         else:
-            self.matrix = self.plan.empty(matrix_shape, self.dtype)
-            self.plan.copy(op.value.reshape(self.shape), self.matrix.reshape(self.shape))
+            self.matrix = self.plan.empty(self.cube_shape, self.dtype)
+            self.plan.copy(op.value, self.matrix.reshape(self.shape))
             self.copied = True
 
     def operand(self, value: object, name: str, shape: tuple, dtype: np.dtype):
@@ -122,7 +128,7 @@ class _Call:
         when it can be (C-contiguous, compute dtype, same memory as the logits or disjoint
         from them and from ``avoid``), the logits' own copy when they were copied."""
         if not return_grad:
-            return self.plan.empty((1, 1), self.dtype), None
+            return self.plan.empty((1, 1, 1), self.dtype), None
         target = None
         if out is not None:
             target = _cuda._intake(out, "out")
@@ -133,14 +139,14 @@ class _Call:
             if target.dtype != self.op.dtype:
                 raise ValueError(f"out: expected dtype {self.op.dtype}, got {target.dtype}")
             if target.dtype == self.dtype and target.contiguous("C"):
-                buffer = target.value.reshape((self.rows, self.classes))
+                buffer = target.value.reshape(self.cube_shape)
                 span = _cuda._span(buffer.reshape((buffer.size,)))
                 mine = _cuda._span(self.matrix.reshape((self.matrix.size,)))
                 if span == mine or (self.rows and not _overlap(span, mine, avoid)):
                     return buffer, target
         if self.copied:
             return self.matrix, target  # the logits' private copy: written in place
-        return self.plan.empty((self.rows, self.classes), self.dtype), target
+        return self.plan.empty(self.cube_shape, self.dtype), target
 
     def launch_rows(self, kernel, *args) -> None:
         if self.rows:
@@ -251,7 +257,7 @@ def cross_entropy(
     """Cross-entropy (``mode=CROSS_ENTROPY``) or focal loss (``mode=FOCAL``, with ``alpha``
     and ``gamma``) of device logits, as :func:`fastloss.softmax.cross_entropy` computes it.
 
-    ``target``: integer class indices of shape ``input.shape[:-1]``, or (cross-entropy only,
+    ``target``: integer class indices of ``input``'s shape without dim 1, or (cross-entropy only,
     without ``softcap``/``z_scale``) class probabilities of ``input``'s shape. ``softcap``: 0
     for none. ``mean_over``: the denominator of ``"mean"`` instead of the (weighted) count of
     rows not ignored (Keras's sparse cross-entropy). ``out`` receives the gradient and may be
@@ -271,7 +277,7 @@ def cross_entropy(
                 "softcap, z_loss_scale and focal loss: supported with class-index targets "
                 "only, got class probabilities"
             )
-        probs = call.operand(target, "target", call.shape, dtype).reshape((call.rows, call.classes))
+        probs = call.operand(target, "target", call.shape, dtype).reshape(call.cube_shape)
         grad, target_out = call.grad_buffer(return_grad, out, avoid=probs)
         norm = call.plan.empty((3,), np.dtype(np.float64))
         denominator = float(call.rows) if reduction == "mean" else 1.0

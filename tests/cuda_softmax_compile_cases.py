@@ -75,8 +75,8 @@ K = softmax.kernels(256)
 def test_index_rows(dtype, target):
     exp = "__nv_expf" if dtype == F32 else "__nv_exp"
     tanh = "__nv_tanhf" if dtype == F32 else "__nv_tanh"
-    args = [arr(dtype, 2), arr(target), arr(dtype), B, I64, dtype, dtype, dtype, dtype, dtype]
-    args += [I64, arr(F64), B, arr(dtype, 2), arr(F64), arr(F64)]
+    args = [arr(dtype, 3), arr(target), arr(dtype), B, I64, dtype, dtype, dtype, dtype, dtype]
+    args += [I64, arr(F64), B, arr(dtype, 3), arr(F64), arr(F64)]
     check(K.index_rows, args, expect=(exp, tanh, "__nv_log"))
 
 
@@ -84,9 +84,9 @@ def test_index_rows(dtype, target):
 def test_prob_and_nll_rows(dtype):
     check(
         K.prob_rows,
-        [arr(dtype, 2), arr(dtype, 2), arr(dtype), B, dtype, arr(F64), B, arr(dtype, 2), arr(F64)],
+        [arr(dtype, 3), arr(dtype, 3), arr(dtype), B, dtype, arr(F64), B, arr(dtype, 3), arr(F64)],
     )
-    args = [arr(dtype, 2), arr(I64), arr(dtype), B, I64, dtype, arr(F64), B, arr(dtype, 2)]
+    args = [arr(dtype, 3), arr(I64), arr(dtype), B, I64, dtype, arr(F64), B, arr(dtype, 3)]
     check(K.nll_rows, args + [arr(F64)])
 
 
@@ -101,5 +101,5 @@ def test_reductions(dtype):
 def test_small_block():
     """The tree reductions also lower for a block of 4 threads (the simulator's size)."""
     small = softmax.kernels(4)
-    args = [arr(F32, 2), arr(I64), arr(F32), B, I64, F32, F32, F32, F32, F32]
-    check(small.index_rows, args + [I64, arr(F64), B, arr(F32, 2), arr(F64), arr(F64)])
+    args = [arr(F32, 3), arr(I64), arr(F32), B, I64, F32, F32, F32, F32, F32]
+    check(small.index_rows, args + [I64, arr(F64), B, arr(F32, 3), arr(F64), arr(F64)])

@@ -341,3 +341,55 @@ def test_public_functions_dispatch_device_arrays(name):
     assert is_device_array(loss) and is_device_array(grad)
     assert_close(loss, want_loss, np.float32, ROWS, name)
     assert_close(grad, want_grad, np.float32, ROWS, name)
+
+
+# --- K-dimensional inputs: (N, C, d1, ..., dk), classes along dim 1 ---------------------------
+
+KDIM = [((2, 5, 3), (2, 3)), ((2, 4, 2, 3), (2, 2, 3)), ((1, 3, 1), (1, 1))]
+
+
+@pytest.mark.parametrize("shape, tshape", KDIM, ids=["3d", "4d", "3d-ones"])
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_k_dimensional_index_targets(shape, tshape, reduction):
+    rng = np.random.default_rng(9)
+    x = logits(shape, np.float64, seed=9)
+    t = rng.integers(0, shape[1], tshape)
+    t.flat[0] = -100
+    w = weights(shape[1], np.float64)
+    for fn, kwargs in (
+        (cpu.cross_entropy, {"weight": w, "label_smoothing": 0.1}),
+        (cpu.nll_loss, {"weight": w}),
+        (cpu.focal_loss, {"gamma": 1.5}),
+    ):
+        want_loss, want_grad = fn(x, t, reduction=reduction, return_grad=True, **kwargs)
+        dev_kwargs = {k: to_dev(v) if isinstance(v, np.ndarray) else v for k, v in kwargs.items()}
+        loss, grad = fn(
+            cuda.to_device(x),
+            cuda.to_device(t),
+            reduction=reduction,
+            return_grad=True,
+            **dev_kwargs,
+        )
+        assert host(grad).shape == shape and host(loss).shape == np.shape(want_loss)
+        assert_close(loss, want_loss, np.float64, x.size, fn.__name__)
+        assert_close(grad, want_grad, np.float64, x.size, fn.__name__)
+
+
+@pytest.mark.parametrize("shape, tshape", KDIM[:2], ids=["3d", "4d"])
+def test_k_dimensional_probabilities_and_in_place(shape, tshape):
+    rng = np.random.default_rng(10)
+    x = logits(shape, np.float32, seed=10)
+    p = rng.random(shape).astype(np.float32)
+    p /= p.sum(1, keepdims=True)
+    want_loss, want_grad = cpu.cross_entropy(x, p, return_grad=True)
+    dx = cuda.to_device(x)
+    loss, grad = cpu.cross_entropy(dx, cuda.to_device(p), return_grad=True, out=dx)
+    assert grad is dx
+    assert_close(loss, want_loss, np.float32, x.size, "loss")
+    assert_close(grad, want_grad, np.float32, x.size, "grad")
+    t = rng.integers(0, shape[1], tshape)
+    want_loss, want_grad = cpu.cross_entropy(x, t, return_grad=True)
+    dx = cuda.to_device(x)
+    loss, grad = cpu.cross_entropy(dx, cuda.to_device(t), return_grad=True, out=dx)
+    assert grad is dx
+    assert_close(grad, want_grad, np.float32, x.size, "grad in place")

@@ -1,9 +1,11 @@
 """The CUDA twin of :mod:`fastloss.kernels.softmax`: row kernels of cross-entropy, NLL and focal
 loss, one thread block per row.
 
-Row ``i`` of the ``(R, C)`` logits is done by block ``i``; thread ``t`` of the block owns the
-elements ``t, t + THREADS, t + 2 THREADS, ...`` of the row (adjacent threads read adjacent
-elements: coalesced), so a row of any length (a 256k vocabulary) runs with the fixed block size
+The logits come as an ``(N, C, D)`` array: torch's ``(N, C, d1, ..., dk)`` with the trailing
+dimensions flattened (``D = 1`` for ``(N, C)``), without a copy. Row ``i`` (position
+``(i // D, :, i % D)``) is done by block ``i``; thread ``t`` of the block owns the classes
+``t, t + THREADS, t + 2 THREADS, ...`` of the row (adjacent threads read adjacent elements when
+``D = 1``: coalesced), so a row of any length (a 256k vocabulary) runs with the fixed block size
 :data:`THREADS_PER_BLOCK`. The sweeps are those of the CPU kernel:
 
 1. the maximum ``m`` of the (soft-capped) logits: a per-thread maximum, then a fixed-shape tree
@@ -215,6 +217,8 @@ def index_rows(
     acc = cuda.shared.array(MAX_THREADS, float64)
     acc2 = cuda.shared.array(MAX_THREADS, float64)
     i = cuda.blockIdx.x
+    row_n = i // x.shape[2]  # row i is position (row_n, :, row_j) of (N, C, D)
+    row_j = i - row_n * x.shape[2]
     t = cuda.threadIdx.x
     n = x.shape[1]
     zero = const(softcap, 0.0)
@@ -223,12 +227,12 @@ def index_rows(
     ignored = tgt == ignore_index
     x_t = zero
     if not ignored:
-        x_t = x[i, tgt]  # read by every thread before anything is written
+        x_t = x[row_n, tgt, row_j]  # read by every thread before anything is written
     cuda.syncthreads()
     if ignored:
         if want_grad:
             for c in range(t, n, cuda.blockDim.x):
-                grad[i, c] = zero
+                grad[row_n, c, row_j] = zero
         if t == 0:
             row_ce[i] = 0.0
             row_z[i] = 0.0
@@ -240,7 +244,7 @@ def index_rows(
     # sweep 1: the maximum
     m = -math.inf
     for c in range(t, n, cuda.blockDim.x):
-        y = x[i, c]
+        y = x[row_n, c, row_j]
         if use_cap:
             y = softcap * math.tanh(y * inv_cap)
         v = float64(y)
@@ -256,7 +260,7 @@ def index_rows(
     s = 0.0
     shifted = 0.0
     for c in range(t, n, cuda.blockDim.x):
-        y = x[i, c]
+        y = x[row_n, c, row_j]
         if use_cap:
             y = softcap * math.tanh(y * inv_cap)
         s += float64(math.exp(y - m_d))
@@ -314,7 +318,7 @@ def index_rows(
         e_d = const(softcap, e_coef)
         b_d = const(softcap, b)
         for c in range(t, n, cuda.blockDim.x):
-            y = x[i, c]
+            y = x[row_n, c, row_j]
             if use_cap:
                 y = softcap * math.tanh(y * inv_cap)
             gc = r * math.exp(y - m_d)
@@ -327,7 +331,7 @@ def index_rows(
             if use_cap:
                 u = y * inv_cap
                 gc = gc * (one - u * u)
-            grad[i, c] = gc
+            grad[row_n, c, row_j] = gc
 
 
 @cuda.jit(cache=True)
@@ -339,6 +343,8 @@ def prob_rows(x, target, weight, has_weight, smoothing, norm, want_grad, grad, r
     acc1 = cuda.shared.array(MAX_THREADS, float64)
     acc2 = cuda.shared.array(MAX_THREADS, float64)
     i = cuda.blockIdx.x
+    row_n = i // x.shape[2]  # row i is position (row_n, :, row_j) of (N, C, D)
+    row_j = i - row_n * x.shape[2]
     t = cuda.threadIdx.x
     n = x.shape[1]
     one = const(smoothing, 1.0)
@@ -346,7 +352,7 @@ def prob_rows(x, target, weight, has_weight, smoothing, norm, want_grad, grad, r
     spread = smoothing / const(smoothing, n)
     m = -math.inf
     for c in range(t, n, cuda.blockDim.x):
-        v = float64(x[i, c])
+        v = float64(x[row_n, c, row_j])
         if v > m or v != v:
             m = v
     acc[t] = m
@@ -358,8 +364,8 @@ def prob_rows(x, target, weight, has_weight, smoothing, norm, want_grad, grad, r
     s1 = 0.0
     s2 = 0.0
     for c in range(t, n, cuda.blockDim.x):
-        d = x[i, c] - m_d
-        yc = keep * target[i, c] + spread
+        d = x[row_n, c, row_j] - m_d
+        yc = keep * target[row_n, c, row_j] + spread
         if has_weight:
             yc = yc * weight[c]
         s += float64(math.exp(d))
@@ -379,10 +385,10 @@ def prob_rows(x, target, weight, has_weight, smoothing, norm, want_grad, grad, r
         r = const(smoothing, grad_scale * s1 / s)
         gs = const(smoothing, grad_scale)
         for c in range(t, n, cuda.blockDim.x):
-            yc = keep * target[i, c] + spread
+            yc = keep * target[row_n, c, row_j] + spread
             if has_weight:
                 yc = yc * weight[c]
-            grad[i, c] = r * math.exp(x[i, c] - m_d) - gs * yc
+            grad[row_n, c, row_j] = r * math.exp(x[row_n, c, row_j] - m_d) - gs * yc
 
 
 @cuda.jit(cache=True)
@@ -390,6 +396,8 @@ def nll_rows(x, target, weight, has_weight, ignore_index, unit, norm, want_grad,
     """NLL of log-probability row ``blockIdx.x``: ``-w_t x_t``; gradient ``-w_t / norm[0]``
     at the target, 0 elsewhere (``unit``: 1 in the dtype of ``x``)."""
     i = cuda.blockIdx.x
+    row_n = i // x.shape[2]  # row i is position (row_n, :, row_j) of (N, C, D)
+    row_j = i - row_n * x.shape[2]
     t = cuda.threadIdx.x
     n = x.shape[1]
     zero = unit - unit
@@ -397,17 +405,17 @@ def nll_rows(x, target, weight, has_weight, ignore_index, unit, norm, want_grad,
     if tgt == ignore_index:
         if want_grad:
             for c in range(t, n, cuda.blockDim.x):
-                grad[i, c] = zero
+                grad[row_n, c, row_j] = zero
         if t == 0:
             row_ce[i] = 0.0
         return
     w_t = weight[tgt] if has_weight else unit
     if t == tgt % cuda.blockDim.x:  # the thread that owns x_t reads it before writing it
-        row_ce[i] = -float64(w_t * x[i, tgt])
+        row_ce[i] = -float64(w_t * x[row_n, tgt, row_j])
     if want_grad:
         gv = -const(unit, _inverse(norm[0])) * w_t
         for c in range(t, n, cuda.blockDim.x):
-            grad[i, c] = gv if c == tgt else zero
+            grad[row_n, c, row_j] = gv if c == tgt else zero
 
 
 @cuda.jit(cache=True)
