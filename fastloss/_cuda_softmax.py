@@ -253,6 +253,7 @@ def cross_entropy(
     out: object = None,
     *,
     mean_over: float | None = None,
+    masked_mean: bool = False,
 ):
     """Cross-entropy (``mode=CROSS_ENTROPY``) or focal loss (``mode=FOCAL``, with ``alpha``
     and ``gamma``) of device logits, as :func:`fastloss.softmax.cross_entropy` computes it.
@@ -260,8 +261,10 @@ def cross_entropy(
     ``target``: integer class indices of ``input``'s shape without dim 1, or (cross-entropy only,
     without ``softcap``/``z_scale``) class probabilities of ``input``'s shape. ``softcap``: 0
     for none. ``mean_over``: the denominator of ``"mean"`` instead of the (weighted) count of
-    rows not ignored (Keras's sparse cross-entropy). ``out`` receives the gradient and may be
-    ``input`` itself (written only after every class index is checked).
+    rows not ignored (Keras's sparse cross-entropy). ``masked_mean``: a zero denominator of
+    ``"mean"`` (every row ignored) gives a mean of 0 (Keras's masked mean). ``out`` receives
+    the gradient and may be ``input`` itself (written only after every class index is
+    checked).
 
     Returns ``(loss, z_loss, grad)``: device arrays (0-d, or per-row for ``"none"``); z_loss is
     None for probability targets, grad None without ``return_grad``. Synchronises once (with
@@ -301,6 +304,8 @@ def cross_entropy(
         return loss, None, (call.finish_grad(grad, target_out) if return_grad else None)
     flat = call.index_target(target)
     norm = call.check_targets(flat, w, has_weight, ignore_index, reduction, mean_over)
+    if masked_mean and reduction == "mean":
+        call.single(call.k.masked_norm, norm)
     grad, target_out = call.grad_buffer(return_grad, out)
     row_ce, row_z = _row_buffers(call)
     call.launch_rows(
@@ -385,4 +390,202 @@ def nll_loss(
         row_ce,
     )
     loss, _ = call.reduce(row_ce, row_z, False, norm, reduction)
+    return loss, (call.finish_grad(grad, target_out) if return_grad else None)
+
+
+# --- Keras's semantics (classes along the last axis) ----------------------------------------
+
+KERAS_CROSSENTROPY = 0  # kernels.cuda.softmax.KERAS_CROSSENTROPY
+KERAS_FOCAL = 1  # kernels.cuda.softmax.KERAS_FOCAL
+
+
+def _rows_view(value: object, name: str, shape: tuple):
+    """``value`` as a device array of ``shape``: a view when it is C-contiguous, else a
+    contiguous copy (on the exporter's stream)."""
+    op = _cuda._intake(value, name)
+    if op.shape == shape:
+        return op.value
+    if op.contiguous("C"):
+        return op.value.reshape(shape)
+    plan = _cuda._Plan(op.kind == "cupy", _cuda._launch_stream([op]))
+    copy = plan.empty(op.shape, op.dtype)
+    plan.copy(op.value, copy)
+    return copy.reshape(shape)
+
+
+def keras(
+    input: object,
+    target: object,
+    *,
+    sparse: bool,
+    from_logits: bool,
+    mode: int,
+    smoothing: float,
+    alpha: float,
+    gamma: float,
+    ignore_class: int,
+    masked: bool,
+    reduction: str,
+    return_grad: bool,
+    out: object,
+):
+    """Keras's categorical (``sparse=False``, ``mode=KERAS_CROSSENTROPY``), sparse categorical
+    (``sparse=True``) and categorical focal (``mode=KERAS_FOCAL``) cross-entropy of device
+    predictions whose classes lie along the last axis, as :mod:`fastloss.softmax` computes
+    them. ``ignore_class``: the sparse label skipped (-100 when Keras's is None); ``masked``:
+    the mean is over the rows not skipped (Keras's ``ignore_class``), 0 when there are none,
+    else over every row. ``input`` of 3 or more dimensions is seen as ``(rows, C)``: a view
+    when it is C-contiguous, else a device copy. Returns ``(loss, grad)``: device arrays
+    (``loss`` 0-d, or of ``input``'s shape without the last axis for ``"none"``), grad None
+    without ``return_grad``."""
+    op = _cuda._intake(input, "input")
+    if op.kind == "scalar":
+        raise TypeError("input: expected a device array, got a scalar")
+    shape = op.shape
+    if len(shape) == 0:
+        raise ValueError("input: expected predictions of shape (C,) or (..., C)")
+    batch = shape[:-1]
+    classes = shape[-1]
+    rows = math.prod(batch)
+    two_d = (rows, classes) if len(shape) >= 3 else shape
+    x = _rows_view(input, "input", two_d)
+    t = _cuda._intake(target, "target")
+    if sparse:
+        if t.kind != "scalar" and t.dtype.kind == "f":
+            raise TypeError(
+                "target: float class labels are not supported on a CUDA device; cast them to "
+                "an integer dtype"
+            )
+        t_shape = () if t.kind == "scalar" else t.shape
+        if len(t_shape) == len(shape) and t_shape[-1] == 1:
+            t_shape = t_shape[:-1]  # Keras accepts (N, 1) labels
+        if t.kind != "scalar" and t_shape == batch:
+            target = _rows_view(target, "target", two_d[:-1])
+    elif t.kind != "scalar" and t.shape == shape:
+        target = _rows_view(target, "target", two_d)
+    late = None  # an out that is not laid out as the rows: written at the end
+    o = None
+    if out is not None:
+        out_op = _cuda._intake(out, "out")
+        if out_op.kind == "scalar":
+            raise TypeError(f"out: expected a device array, got {type(out).__name__}")
+        if out_op.shape != shape:
+            raise ValueError(f"out: expected shape {shape}, got {out_op.shape}")
+        if out_op.dtype != op.dtype:
+            raise ValueError(f"out: expected dtype {op.dtype}, got {out_op.dtype}")
+        if two_d == shape or out_op.contiguous("C"):
+            o = out_op.value.reshape(two_d)
+        else:
+            late = out_op
+    if from_logits and mode == KERAS_CROSSENTROPY:
+        if sparse:
+            loss, _, grad = cross_entropy(
+                x,
+                target,
+                None,
+                ignore_class,
+                reduction,
+                return_grad=return_grad,
+                out=o,
+                mean_over=None if masked else float(rows),
+                masked_mean=masked,
+            )
+        else:
+            loss, _, grad = cross_entropy(
+                x, target, None, -100, reduction, smoothing, return_grad=return_grad, out=o
+            )
+    else:
+        loss, grad = _keras_rows(
+            x,
+            target,
+            sparse=sparse,
+            from_logits=from_logits,
+            mode=mode,
+            smoothing=smoothing,
+            alpha=alpha,
+            gamma=gamma,
+            ignore_class=ignore_class,
+            masked=masked,
+            reduction=reduction,
+            return_grad=return_grad,
+            out=o,
+        )
+    if reduction == "none":
+        loss = loss.reshape(batch)
+    if grad is not None:
+        if late is not None:
+            plan = _cuda._Plan(late.kind == "cupy", _cuda._launch_stream([late]))
+            plan.copy(grad.reshape(shape), late.value)
+            grad = late.value
+        elif out is not None:
+            grad = _cuda._intake(out, "out").value
+        else:
+            grad = grad.reshape(shape)
+    return loss, grad
+
+
+def _keras_rows(
+    x,
+    target,
+    *,
+    sparse,
+    from_logits,
+    mode,
+    smoothing,
+    alpha,
+    gamma,
+    ignore_class,
+    masked,
+    reduction,
+    return_grad,
+    out,
+):
+    """The ``keras_rows`` kernel over ``x`` of shape ``(C,)`` or ``(N, C)``."""
+    from fastloss.softmax import _keras_clip
+
+    call = _Call(x, [(target, "target"), (out, "out")])
+    dtype = call.dtype
+    scalar = dtype.type
+    if sparse:
+        flat = call.index_target(target)
+        unit = call.plan.empty((1,), dtype)
+        over = None if masked else float(call.rows)
+        norm = call.check_targets(flat, unit, False, ignore_class, reduction, over)
+        if masked and reduction == "mean":
+            call.single(call.k.masked_norm, norm)
+        dense = call.plan.empty((1, 1, 1), dtype)
+        grad, target_out = call.grad_buffer(return_grad, out)
+    else:
+        dense = call.operand(target, "target", call.shape, dtype).reshape(call.cube_shape)
+        flat = call.plan.empty((1,), np.dtype(np.int64))
+        norm = call.plan.empty((3,), np.dtype(np.float64))
+        denominator = float(call.rows) if reduction == "mean" else 1.0
+        call.single(
+            call.k.set_norm, norm, np.float64(denominator), np.float64(1.0), np.float64(0.0)
+        )
+        grad, target_out = call.grad_buffer(return_grad, out, avoid=dense)
+    low, high = _keras_clip(dtype, mode)
+    spread = smoothing / call.classes if call.classes else 0.0
+    row_loss, row_z = _row_buffers(call)
+    call.launch_rows(
+        call.k.keras_rows,
+        call.matrix,
+        dense,
+        flat,
+        bool(sparse),
+        bool(from_logits),
+        np.int64(mode),
+        scalar(smoothing),
+        scalar(spread),
+        scalar(alpha),
+        scalar(gamma),
+        low,
+        high,
+        np.int64(ignore_class),
+        norm,
+        bool(return_grad),
+        grad,
+        row_loss,
+    )
+    loss, _ = call.reduce(row_loss, row_z, False, norm, reduction)
     return loss, (call.finish_grad(grad, target_out) if return_grad else None)

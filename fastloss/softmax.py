@@ -732,6 +732,19 @@ def _keras_call(
     return loss, rows.finish_grad(grad, out)
 
 
+def _keras_device(input, target, axis, **options):
+    """Keras's losses on a CUDA device: classes along the last axis only."""
+    ndim = len(input.shape)
+    if int(axis) not in (-1, ndim - 1):
+        raise ValueError(
+            f"axis: on a CUDA device only the last axis (-1 or {ndim - 1}) is supported, got {axis}"
+        )
+    from fastloss import _cuda_softmax
+
+    loss, grad = _cuda_softmax.keras(input, target, **options)
+    return (loss, grad) if options["return_grad"] else loss
+
+
 def categorical_crossentropy(
     input: ArrayLike,
     target: ArrayLike,
@@ -761,6 +774,23 @@ def categorical_crossentropy(
     reduction = check_reduction(reduction)
     _check_grad_options(return_grad, out)
     smoothing = _check_smoothing(label_smoothing)
+    if is_device_array(input):
+        return _keras_device(
+            input,
+            target,
+            axis,
+            sparse=False,
+            from_logits=bool(from_logits),
+            mode=_KERAS_CROSSENTROPY,
+            smoothing=smoothing,
+            alpha=1.0,
+            gamma=0.0,
+            ignore_class=-1,
+            masked=False,
+            reduction=reduction,
+            return_grad=return_grad,
+            out=out,
+        )
     rows = _Rows(input, class_axis=int(axis))
     y = _dense_target(target, rows)
     if from_logits:  # Keras takes log_softmax: the probability-target cross-entropy
@@ -809,9 +839,26 @@ def sparse_categorical_crossentropy(
     """
     reduction = check_reduction(reduction)
     _check_grad_options(return_grad, out)
+    ignore = -100 if ignore_class is None else int(ignore_class)
+    if is_device_array(input):
+        return _keras_device(
+            input,
+            target,
+            axis,
+            sparse=True,
+            from_logits=bool(from_logits),
+            mode=_KERAS_CROSSENTROPY,
+            smoothing=0.0,
+            alpha=1.0,
+            gamma=0.0,
+            ignore_class=ignore,
+            masked=ignore_class is not None,
+            reduction=reduction,
+            return_grad=return_grad,
+            out=out,
+        )
     rows = _Rows(input, class_axis=int(axis))
     flat = _sparse_target(target, rows)
-    ignore = -100 if ignore_class is None else int(ignore_class)
     ones, has_weight = _class_weight(None, rows)
     count, _ = _checked_targets(flat, rows, ignore, ones, False)
     # Keras's mean divides by every sample without ignore_class, by the unmasked ones with it
@@ -880,6 +927,23 @@ def categorical_focal_crossentropy(
     _check_grad_options(return_grad, out)
     smoothing = _check_smoothing(label_smoothing)
     g = _check_gamma(gamma)
+    if is_device_array(input):
+        return _keras_device(
+            input,
+            target,
+            axis,
+            sparse=False,
+            from_logits=bool(from_logits),
+            mode=_KERAS_FOCAL,
+            smoothing=smoothing,
+            alpha=float(alpha),
+            gamma=g,
+            ignore_class=-1,
+            masked=False,
+            reduction=reduction,
+            return_grad=return_grad,
+            out=out,
+        )
     rows = _Rows(input, class_axis=int(axis))
     y = _dense_target(target, rows)
     return _keras_call(

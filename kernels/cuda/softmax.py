@@ -453,6 +453,185 @@ def rows_out(row_ce, row_z, has_z, loss, z):
         z[i] = zv
 
 
+# --- Keras's probability cross-entropies -----------------------------------------------------
+# The twin of kernels.softmax._keras_rows: Keras renormalises the predictions (or, for the focal
+# loss with logits, their softmax) by their sum, clips them to [low, high] and takes their log;
+# the gradient follows the clip (0 outside the range), the renormalisation and the softmax.
+
+KERAS_CROSSENTROPY = 0
+KERAS_FOCAL = 1
+
+
+@cuda.jit(device=True)
+def _keras_prob(x, c, row_n, row_j, from_logits, m_d, s_d):
+    """The prediction ``o_c``: ``x_c``, or ``softmax(x)_c`` with logits."""
+    o = x[row_n, c, row_j]
+    if from_logits:
+        o = math.exp(o - m_d) / s_d
+    return o
+
+
+@cuda.jit(device=True)
+def _keras_term(o, total, yc, mode, alpha, gamma, low, high):
+    """``(loss term, dloss/dq (0 outside the clip range), q_raw)`` of one class, in the CPU
+    kernel's formulas and dtype."""
+    zero = low - low
+    one = const(low, 1.0)
+    q_raw = o / total
+    q = min(max(q_raw, low), high)
+    inside = q_raw >= low and q_raw <= high
+    lq = math.log(q)
+    if mode == KERAS_FOCAL:
+        d = one - q  # >= 1e-7 > 0
+        w = one
+        if gamma != zero:
+            w = math.exp(gamma * math.log(d))
+        w_down = w / d
+        term = alpha * w * (-yc * lq)
+        dq = alpha * (gamma * w_down * yc * lq - w * yc / q)
+    else:
+        term = -yc * lq
+        dq = -yc / q
+    if not inside:
+        dq = zero
+    return term, dq, q_raw
+
+
+@cuda.jit(cache=True)
+def keras_rows(
+    x,
+    target,
+    index,
+    sparse,
+    from_logits,
+    mode,
+    smoothing,
+    spread,
+    alpha,
+    gamma,
+    low,
+    high,
+    ignore_class,
+    norm,
+    want_grad,
+    grad,
+    row_loss,
+):
+    """Keras's cross-entropy (``mode`` 0) or focal cross-entropy (1) of row ``blockIdx.x``
+    against the probabilities ``target[row]`` (smoothed: ``(1 - smoothing) y + spread``) or,
+    when ``sparse``, a one-hot at ``index[i]`` (a row of ``ignore_class`` gives 0 and a zero
+    gradient); the gradient of the ``norm[0]``-scaled losses into ``grad`` (when
+    ``want_grad``; it must not overlap ``target``). Per-element math in ``x``'s dtype, as the
+    CPU kernel; sums in float64 trees."""
+    acc = cuda.shared.array(MAX_THREADS, float64)
+    acc2 = cuda.shared.array(MAX_THREADS, float64)
+    i = cuda.blockIdx.x
+    row_n = i // x.shape[2]  # row i is position (row_n, :, row_j) of (N, C, D)
+    row_j = i - row_n * x.shape[2]
+    t = cuda.threadIdx.x
+    n = x.shape[1]
+    zero = low - low
+    one = const(low, 1.0)
+    keep = one - smoothing
+    tgt = int64(0)
+    if sparse:
+        tgt = int64(index[i])
+        if tgt == ignore_class:
+            if want_grad:
+                for c in range(t, n, cuda.blockDim.x):
+                    grad[row_n, c, row_j] = zero
+            if t == 0:
+                row_loss[i] = 0.0
+            return
+    m_d = zero
+    s_d = one
+    if from_logits:
+        m = -math.inf
+        for c in range(t, n, cuda.blockDim.x):
+            v = float64(x[row_n, c, row_j])
+            if v > m or v != v:
+                m = v
+        acc[t] = m
+        _max_tree(acc, t, cuda.blockDim.x)
+        m_d = const(low, acc[0])
+        cuda.syncthreads()  # everyone has m before acc is reused
+        s = 0.0
+        for c in range(t, n, cuda.blockDim.x):
+            s += float64(math.exp(x[row_n, c, row_j] - m_d))
+        acc[t] = s
+        _sum_tree(acc, t, cuda.blockDim.x)
+        s_d = const(low, acc[0])
+        cuda.syncthreads()
+    # the row's sum of predictions
+    tot = 0.0
+    for c in range(t, n, cuda.blockDim.x):
+        tot += float64(_keras_prob(x, c, row_n, row_j, from_logits, m_d, s_d))
+    acc[t] = tot
+    _sum_tree(acc, t, cuda.blockDim.x)
+    total = const(low, acc[0])
+    cuda.syncthreads()
+    # the loss and tq = sum_c dq_c q_raw_c
+    loss = 0.0
+    tq = 0.0
+    for c in range(t, n, cuda.blockDim.x):
+        o = _keras_prob(x, c, row_n, row_j, from_logits, m_d, s_d)
+        if sparse:
+            yc = one if c == tgt else zero
+        else:
+            yc = keep * target[row_n, c, row_j] + spread
+        term, dq, q_raw = _keras_term(o, total, yc, mode, alpha, gamma, low, high)
+        loss += float64(term)
+        tq += float64(dq * q_raw)
+    acc[t] = loss
+    acc2[t] = tq
+    _sum_tree(acc, t, cuda.blockDim.x)
+    _sum_tree(acc2, t, cuda.blockDim.x)
+    if t == 0:
+        row_loss[i] = acc[0]
+    tq_d = const(low, acc2[0])
+    if not want_grad:
+        return
+    cuda.syncthreads()
+    u_d = zero
+    if from_logits:  # u = sum_c (dq_c - tq) / total * o_c
+        u = 0.0
+        for c in range(t, n, cuda.blockDim.x):
+            o = _keras_prob(x, c, row_n, row_j, from_logits, m_d, s_d)
+            if sparse:
+                yc = one if c == tgt else zero
+            else:
+                yc = keep * target[row_n, c, row_j] + spread
+            term, dq, q_raw = _keras_term(o, total, yc, mode, alpha, gamma, low, high)
+            u += float64((dq - tq_d) / total * o)
+        acc[t] = u
+        _sum_tree(acc, t, cuda.blockDim.x)
+        u_d = const(low, acc[0])
+    scale = const(low, _inverse(norm[0]))
+    for c in range(t, n, cuda.blockDim.x):
+        o = _keras_prob(x, c, row_n, row_j, from_logits, m_d, s_d)
+        if sparse:
+            yc = one if c == tgt else zero
+        else:
+            yc = keep * target[row_n, c, row_j] + spread
+        term, dq, q_raw = _keras_term(o, total, yc, mode, alpha, gamma, low, high)
+        if from_logits:
+            gc = scale * (o * ((dq - tq_d) / total - u_d))
+        else:
+            gc = scale * ((dq - tq_d) / total)
+        grad[row_n, c, row_j] = gc
+
+
+@cuda.jit(cache=True)
+def masked_norm(norm):
+    """Keras's masked mean: a zero denominator (every row masked) becomes inf, so the mean
+    is 0 and the gradient scale 0 (the z-loss's too: Keras has none)."""
+    if cuda.threadIdx.x == 0 and cuda.blockIdx.x == 0:
+        if norm[0] == 0.0:
+            norm[0] = math.inf
+        if norm[1] == 0.0:
+            norm[1] = math.inf
+
+
 _KERNEL_NAMES = (
     "check_targets",
     "set_norm",
@@ -461,13 +640,16 @@ _KERNEL_NAMES = (
     "nll_rows",
     "finalize",
     "rows_out",
+    "keras_rows",
+    "masked_norm",
 )
 
 
 def kernels(threads_per_block: int | None = None) -> SimpleNamespace:
     """The kernels (``check_targets``, ``set_norm``, ``index_rows``, ``prob_rows``, ``nll_rows``,
-    ``finalize``, ``rows_out``) and ``threads``, the block size to launch them with
-    (default :data:`THREADS_PER_BLOCK`, read at the call; tests shrink it)."""
+    ``finalize``, ``rows_out``, ``keras_rows``, ``masked_norm``) and ``threads``, the block
+    size to launch them with (default :data:`THREADS_PER_BLOCK`, read at the call; tests
+    shrink it)."""
     threads = int(THREADS_PER_BLOCK if threads_per_block is None else threads_per_block)
     if threads < 1 or threads > MAX_THREADS or threads & (threads - 1):
         raise ValueError(

@@ -1,0 +1,251 @@
+"""Keras's cross-entropies on CUDA device arrays under Numba's CUDA simulator (run by
+``tests/test_cuda_keras.py`` in a pytest process of its own)::
+
+    NUMBA_ENABLE_CUDASIM=1 python -m pytest tests/cuda_keras_sim_cases.py
+
+Every device result (loss, gradient) of ``categorical_crossentropy``,
+``sparse_categorical_crossentropy`` and ``categorical_focal_crossentropy`` is compared with the
+CPU result of the same public call. Threads per block are shrunk to 4; inputs stay tiny.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+if os.environ.get("NUMBA_ENABLE_CUDASIM") != "1":
+    pytest.skip("needs NUMBA_ENABLE_CUDASIM=1 before Numba is imported", allow_module_level=True)
+
+from numba import cuda  # noqa: E402
+
+import fastloss.kernels.cuda.softmax as cuda_softmax  # noqa: E402
+from fastloss import softmax as api  # noqa: E402
+
+cuda_softmax.THREADS_PER_BLOCK = 4
+
+pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
+
+# every reduction in float64, float32 with "mean" (the simulator is slow)
+CASES = [(np.float64, "mean"), (np.float64, "sum"), (np.float64, "none"), (np.float32, "mean")]
+CLASSES = 6
+
+
+def host(x):
+    return np.asarray(x.copy_to_host())
+
+
+def assert_close(got, want, dtype, what=""):
+    want = np.asarray(want, dtype=np.float64)
+    got = host(got)
+    assert got.dtype == np.dtype(dtype), f"{what}: dtype {got.dtype}"
+    assert got.shape == want.shape, f"{what}: shape {got.shape} != {want.shape}"
+    eps = float(np.finfo(dtype).eps)
+    scale = max(float(np.abs(want).max()) if want.size else 1.0, 1.0)
+    np.testing.assert_allclose(
+        got.astype(np.float64), want, rtol=32 * eps, atol=32 * eps * scale, err_msg=what
+    )
+
+
+def predictions(shape, dtype, from_logits, seed=0):
+    rng = np.random.default_rng(seed)
+    if from_logits:
+        return (3.0 * rng.standard_normal(shape)).astype(dtype)
+    p = rng.uniform(0.0, 1.0, shape)
+    p[..., 0] = 1e-9  # below the clip range after renormalisation: zero gradient there
+    return p.astype(dtype)
+
+
+def soft_targets(shape, dtype, seed=0):
+    y = np.random.default_rng(seed + 1).uniform(0.0, 1.0, shape)
+    return (y / y.sum(-1, keepdims=True)).astype(dtype)
+
+
+def labels(shape, seed=0):
+    t = np.random.default_rng(seed + 2).integers(0, CLASSES, shape)
+    return t.astype(np.int64)
+
+
+def compare(fn, x, t, dtype, reduction, out_is_input=False, **kwargs):
+    want_loss, want_grad = fn(x, t, reduction=reduction, return_grad=True, **kwargs)
+    dx = cuda.to_device(x)
+    got_loss, got_grad = fn(
+        dx,
+        cuda.to_device(t),
+        reduction=reduction,
+        return_grad=True,
+        out=dx if out_is_input else None,
+        **kwargs,
+    )
+    assert_close(got_loss, want_loss, dtype, "loss")
+    assert_close(got_grad, want_grad, dtype, "grad")
+    if out_is_input:
+        assert_close(dx, want_grad, dtype, "grad in place")
+    if reduction != "mean":
+        return
+    # the loss alone
+    only = fn(cuda.to_device(x), cuda.to_device(t), reduction=reduction, **kwargs)
+    assert_close(only, want_loss, dtype, "loss without grad")
+
+
+@pytest.mark.parametrize(("dtype", "reduction"), CASES)
+@pytest.mark.parametrize("from_logits", [False, True])
+def test_categorical(dtype, reduction, from_logits):
+    shape = (3, CLASSES)
+    x = predictions(shape, dtype, from_logits)
+    y = soft_targets(shape, dtype)
+    compare(api.categorical_crossentropy, x, y, dtype, reduction, from_logits=from_logits)
+    compare(
+        api.categorical_crossentropy,
+        x,
+        y,
+        dtype,
+        reduction,
+        from_logits=from_logits,
+        label_smoothing=0.2,
+    )
+
+
+@pytest.mark.parametrize(("dtype", "reduction"), CASES)
+@pytest.mark.parametrize("from_logits", [False, True])
+def test_sparse(dtype, reduction, from_logits):
+    x = predictions((4, CLASSES), dtype, from_logits)
+    t = labels(4)
+    compare(api.sparse_categorical_crossentropy, x, t, dtype, reduction, from_logits=from_logits)
+    t[1] = 2
+    t[3] = 2
+    compare(
+        api.sparse_categorical_crossentropy,
+        x,
+        t,
+        dtype,
+        reduction,
+        from_logits=from_logits,
+        ignore_class=2,
+    )
+
+
+@pytest.mark.parametrize("from_logits", [False, True])
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_sparse_all_ignored(from_logits, reduction):
+    x = predictions((3, CLASSES), np.float64, from_logits)
+    t = np.full(3, 1, np.int64)
+    compare(
+        api.sparse_categorical_crossentropy,
+        x,
+        t,
+        np.float64,
+        reduction,
+        from_logits=from_logits,
+        ignore_class=1,
+    )
+
+
+@pytest.mark.parametrize(("dtype", "reduction"), CASES)
+@pytest.mark.parametrize("from_logits", [False, True])
+def test_focal(dtype, reduction, from_logits):
+    shape = (3, CLASSES)
+    x = predictions(shape, dtype, from_logits)
+    y = soft_targets(shape, dtype)
+    compare(api.categorical_focal_crossentropy, x, y, dtype, reduction, from_logits=from_logits)
+    compare(
+        api.categorical_focal_crossentropy,
+        x,
+        y,
+        dtype,
+        reduction,
+        from_logits=from_logits,
+        alpha=0.7,
+        gamma=1.5,
+        label_smoothing=0.1,
+    )
+    compare(
+        api.categorical_focal_crossentropy,
+        x,
+        y,
+        dtype,
+        reduction,
+        from_logits=from_logits,
+        gamma=0.0,
+    )
+
+
+@pytest.mark.parametrize("from_logits", [False, True])
+def test_three_dims_and_in_place(from_logits):
+    shape = (2, 3, CLASSES)
+    x = predictions(shape, np.float32, from_logits)
+    y = soft_targets(shape, np.float32)
+    t = labels(shape[:-1])
+    for reduction, out_is_input in (("none", False), ("mean", True)):
+        compare(
+            api.categorical_crossentropy,
+            x,
+            y,
+            np.float32,
+            reduction,
+            out_is_input,
+            from_logits=from_logits,
+            label_smoothing=0.1,
+        )
+        compare(
+            api.sparse_categorical_crossentropy,
+            x,
+            t,
+            np.float32,
+            reduction,
+            out_is_input,
+            from_logits=from_logits,
+            axis=2,
+        )
+        compare(
+            api.categorical_focal_crossentropy,
+            x,
+            y,
+            np.float32,
+            reduction,
+            out_is_input,
+            from_logits=from_logits,
+        )
+
+
+def test_sparse_trailing_label_axis_and_one_dim():
+    x = predictions((4, CLASSES), np.float64, False)
+    t = labels((4, 1))
+    compare(api.sparse_categorical_crossentropy, x, t, np.float64, "none")
+    x1 = predictions((CLASSES,), np.float64, False)
+    y1 = soft_targets((CLASSES,), np.float64)
+    compare(api.categorical_crossentropy, x1, y1, np.float64, "mean")
+
+
+def test_non_contiguous_three_dims():
+    x = predictions((3, 2, CLASSES), np.float64, True).transpose(1, 0, 2)
+    y = soft_targets((2, 3, CLASSES), np.float64)
+    want_loss, want_grad = api.categorical_focal_crossentropy(
+        x, y, from_logits=True, reduction="none", return_grad=True
+    )
+    dx = cuda.to_device(np.ascontiguousarray(x.transpose(1, 0, 2))).transpose((1, 0, 2))
+    got_loss, got_grad = api.categorical_focal_crossentropy(
+        dx, cuda.to_device(y), from_logits=True, reduction="none", return_grad=True
+    )
+    assert_close(got_loss, want_loss, np.float64, "loss")
+    assert_close(got_grad, want_grad, np.float64, "grad")
+
+
+def test_refusals():
+    x = cuda.to_device(predictions((3, CLASSES, 2), np.float32, False))
+    y = cuda.to_device(soft_targets((3, CLASSES, 2), np.float32))
+    for fn in (api.categorical_crossentropy, api.categorical_focal_crossentropy):
+        with pytest.raises(ValueError, match="axis"):
+            fn(x, y, axis=1)
+    with pytest.raises(ValueError, match="axis"):
+        api.sparse_categorical_crossentropy(x, cuda.to_device(labels((3, 2))), axis=0)
+    bad = labels(4)
+    bad[2] = CLASSES
+    for from_logits in (False, True):
+        with pytest.raises(IndexError, match="out of range"):
+            api.sparse_categorical_crossentropy(
+                cuda.to_device(predictions((4, CLASSES), np.float32, from_logits)),
+                cuda.to_device(bad),
+                from_logits=from_logits,
+            )
