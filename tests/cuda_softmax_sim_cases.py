@@ -393,3 +393,22 @@ def test_k_dimensional_probabilities_and_in_place(shape, tshape):
     loss, grad = cpu.cross_entropy(dx, cuda.to_device(t), return_grad=True, out=dx)
     assert grad is dx
     assert_close(grad, want_grad, np.float32, x.size, "grad in place")
+
+
+@pytest.mark.parametrize("dtype", FLOATS, ids=["f32", "f64"])
+def test_online_softmax_rescaling_and_masks(dtype):
+    """The running maximum grows late in a thread's stride (rescaling), -inf logits (masks)
+    come first in some strides and fill a whole stride in another, and a row holds NaN."""
+    x = logits((4, 23), dtype, seed=11)
+    x[0, :] = np.linspace(-5.0, 40.0, 23)  # increasing: every step rescales
+    x[1, :8] = -np.inf  # the first two strides of every thread start with masks
+    x[2, ::4] = -np.inf  # thread 0's whole stride is masked
+    x[3, 5] = np.nan
+    t = np.array([22, 9, 1, 0])
+    want_loss, want_grad = cpu.cross_entropy(x, t, reduction="none", return_grad=True)
+    loss, grad = cpu.cross_entropy(
+        cuda.to_device(x), cuda.to_device(t), reduction="none", return_grad=True
+    )
+    assert_close(loss, want_loss, dtype, x.shape[1], "loss")
+    assert_close(grad, want_grad, dtype, x.shape[1], "grad")
+    assert np.isnan(host(loss)[3]) and np.all(host(grad)[1, :8] == 0)

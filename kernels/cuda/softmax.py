@@ -6,16 +6,17 @@ dimensions flattened (``D = 1`` for ``(N, C)``), without a copy. Row ``i`` (posi
 ``(i // D, :, i % D)``) is done by block ``i``; thread ``t`` of the block owns the classes
 ``t, t + THREADS, t + 2 THREADS, ...`` of the row (adjacent threads read adjacent elements when
 ``D = 1``: coalesced), so a row of any length (a 256k vocabulary) runs with the fixed block size
-:data:`THREADS_PER_BLOCK`. The sweeps are those of the CPU kernel:
+:data:`THREADS_PER_BLOCK`. The class-index kernel (``index_rows``) reads a row twice:
 
-1. the maximum ``m`` of the (soft-capped) logits: a per-thread maximum, then a fixed-shape tree
-   over a float64 shared array (NaN propagates, as on the CPU);
-2. ``s = sum_c exp(y_c - m)`` and, with label smoothing, ``sum_c w_c (m - y_c)``: per-thread
-   float64 sums in element order, then the same fixed tree;
-3. the row's loss, z-loss and gradient coefficients ``A, B, E`` (in float64, exactly the CPU
-   kernel's formulas), then the gradient ``A e_c / s - E w_c - B [c = t]`` written once per
-   element (times ``1 - (y_c / softcap)^2`` with a softcap). ``exp`` and ``tanh`` are recomputed
-   in each sweep rather than stored: the logits are read three times, the gradient written once.
+1. online softmax: each thread keeps a running maximum of the (soft-capped) logits and the
+   float64 sum of ``exp(y - maximum)``, rescaled when the maximum grows; the per-thread
+   (maximum, sum) pairs combine in a fixed-shape tree (NaN propagates, as on the CPU). With
+   label smoothing one more read sums ``w_c (m - y_c)``;
+2. the row's loss, z-loss and gradient coefficients ``A, B, E`` (in float64, the CPU kernel's
+   formulas), then the gradient ``A e_c / s - E w_c - B [c = t]`` written once per element
+   (times ``1 - (y_c / softcap)^2`` with a softcap), ``exp`` and ``tanh`` recomputed.
+
+The probability-target, NLL and Keras kernels take the maximum and the sums in separate reads.
 
 The gradient may be written into the logits themselves: a thread reads an element in every sweep
 before it writes it in the last one, and the only element read by other threads (the target's
@@ -92,6 +93,26 @@ def _max_tree(acc, t, threads):
             b = acc[t + h]
             if b > acc[t] or b != b:
                 acc[t] = b
+        cuda.syncthreads()
+        h //= 2
+
+
+@cuda.jit(device=True)
+def _online_tree(acc_max, acc_sum, t, threads):
+    """Fixed-shape tree over (running maximum, sum of exp(y - maximum)) pairs: the row's
+    maximum in ``acc_max[0]`` (NaN wins) and its exponential sum in ``acc_sum[0]``."""
+    cuda.syncthreads()
+    h = threads // 2
+    while h > 0:
+        if t < h:
+            ma = acc_max[t]
+            mb = acc_max[t + h]
+            mm = mb if (mb > ma or mb != mb) else ma
+            if mm == -math.inf:
+                acc_sum[t] = 0.0
+            else:
+                acc_sum[t] = acc_sum[t] * math.exp(ma - mm) + acc_sum[t + h] * math.exp(mb - mm)
+            acc_max[t] = mm
         cuda.syncthreads()
         h //= 2
 
@@ -241,40 +262,42 @@ def index_rows(
     inv_cap = one / softcap if use_cap else one
     if use_cap:
         x_t = softcap * math.tanh(x_t * inv_cap)
-    # sweep 1: the maximum
+    # sweep 1, online softmax: each thread keeps a running maximum and the sum of
+    # exp(y - running maximum), rescaled when the maximum grows; the (max, sum) pairs then
+    # combine in a fixed tree. One read of the row for both.
     m = -math.inf
+    s = 0.0
     for c in range(t, n, cuda.blockDim.x):
         y = x[row_n, c, row_j]
         if use_cap:
             y = softcap * math.tanh(y * inv_cap)
         v = float64(y)
         if v > m or v != v:
+            s = s * math.exp(m - v) + 1.0  # m = -inf: s is 0; v NaN: s is NaN
             m = v
+        elif v != -math.inf:  # -inf logits (masks) add 0
+            s += float64(math.exp(y - const(softcap, m)))
     acc[t] = m
-    _max_tree(acc, t, cuda.blockDim.x)
+    acc2[t] = s
+    _online_tree(acc, acc2, t, cuda.blockDim.x)
     m = acc[0]
-    cuda.syncthreads()  # everyone has m before acc is reused
+    s = acc2[0]
+    cuda.syncthreads()  # everyone has m and s before the arrays are reused
     m_d = const(softcap, m)
-    # sweep 2: s and, for label smoothing, sum_c w_c (m - y_c)
-    smooth = smoothing != zero
-    s = 0.0
+    # sweep 2, label smoothing only: sum_c w_c (m - y_c)
     shifted = 0.0
-    for c in range(t, n, cuda.blockDim.x):
-        y = x[row_n, c, row_j]
-        if use_cap:
-            y = softcap * math.tanh(y * inv_cap)
-        s += float64(math.exp(y - m_d))
-        if smooth:
+    if smoothing != zero:
+        for c in range(t, n, cuda.blockDim.x):
+            y = x[row_n, c, row_j]
+            if use_cap:
+                y = softcap * math.tanh(y * inv_cap)
             if has_weight:
                 shifted += float64(weight[c] * (m_d - y))
             else:
                 shifted += float64(m_d - y)
-    acc[t] = s
-    acc2[t] = shifted
-    _sum_tree(acc, t, cuda.blockDim.x)
-    _sum_tree(acc2, t, cuda.blockDim.x)
-    s = acc[0]
-    shifted = acc2[0]
+        acc2[t] = shifted
+        _sum_tree(acc2, t, cuda.blockDim.x)
+        shifted = acc2[0]
     # the row's loss and gradient coefficients, in float64 (the CPU kernel's formulas)
     grad_scale = _inverse(norm[0])
     z_grad_scale = _inverse(norm[1])
