@@ -1,5 +1,5 @@
 """The CUDA kernels of the binary losses and of kl_div lower for the real device target, without
-a GPU and without fast math (run by ``tests/test_cuda_binary.py`` in a process of its own).
+a GPU and without fast math (run by ``tests/test_cuda_suites.py`` in a process of its own).
 
 As ``tests/cuda_compile_cases.py`` (whose helpers this file uses): every generated kernel of
 every spec of :mod:`fastloss.kernels.binary` and :mod:`fastloss.kernels.divergence`, every flag

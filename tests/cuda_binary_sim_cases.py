@@ -1,5 +1,5 @@
 """The binary losses and kl_div on device arrays, under Numba's CUDA simulator (run by
-``tests/test_cuda_binary.py`` in a pytest process of its own); by hand::
+``tests/test_cuda_suites.py`` in a pytest process of its own); by hand::
 
     NUMBA_ENABLE_CUDASIM=1 python -m pytest tests/cuda_binary_sim_cases.py
 

@@ -1,5 +1,5 @@
 """The CUDA kernels compile for the real device target, without a GPU (run by
-``tests/test_cuda_sim.py`` in a process of its own).
+``tests/test_cuda_suites.py`` in a process of its own).
 
 The simulator runs kernels as Python, so it cannot catch what only the CUDA compiler rejects
 (an undecorated Python function in device code, an unsupported construct, a typing error).
@@ -69,10 +69,19 @@ def lower(kernel, argtypes) -> str:
     return result.library.get_llvm_str()
 
 
-def check(kernel, argtypes) -> None:
+def arr(dtype, ndim=1):
+    """A C-contiguous array type."""
+    return types.Array(dtype, ndim, "C")
+
+
+def check(kernel, argtypes, expect=()) -> None:
+    """``kernel`` lowers for ``argtypes`` without approximate functions, calling each libdevice
+    function named in ``expect`` (and compiles to PTX when NVVM is available)."""
     ir = lower(kernel, argtypes)
     fast = sorted(set(re.findall(r"__nv_fast_\w+", ir)))
     assert not fast, f"{kernel.__name__}{tuple(argtypes)}: approximate functions {fast}"
+    for name in expect:
+        assert name in ir, f"{kernel.__name__}{tuple(argtypes)}: {name} not called"
     if NVVM:
         ptx, _ = cuda.compile_ptx(kernel.py_func, tuple(argtypes), cc=CC)
         assert ".entry" in ptx

@@ -1,5 +1,5 @@
 """Keras's cross-entropies on CUDA device arrays under Numba's CUDA simulator (run by
-``tests/test_cuda_keras.py`` in a pytest process of its own)::
+``tests/test_cuda_suites.py`` in a pytest process of its own)::
 
     NUMBA_ENABLE_CUDASIM=1 python -m pytest tests/cuda_keras_sim_cases.py
 

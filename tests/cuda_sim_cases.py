@@ -1,4 +1,4 @@
-"""The CUDA path under Numba's CUDA simulator (run by ``tests/test_cuda_sim.py``).
+"""The CUDA path under Numba's CUDA simulator (run by ``tests/test_cuda_suites.py``).
 
 ``NUMBA_ENABLE_CUDASIM=1`` must be set before Numba is imported, so this file runs in its own
 pytest process (its name keeps it out of the normal collection); run it by hand with::

@@ -1,5 +1,5 @@
 """The softmax family's CUDA kernels compile for the real device target, without a GPU (run by
-``tests/test_cuda_softmax.py`` in a process of its own)::
+``tests/test_cuda_suites.py`` in a process of its own)::
 
     python -m pytest tests/cuda_softmax_compile_cases.py
 
@@ -12,8 +12,6 @@ approximate ``__nv_fast_*`` function may appear.
 from __future__ import annotations
 
 import os
-import re
-from types import SimpleNamespace
 
 import pytest
 
@@ -21,50 +19,13 @@ if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
     pytest.skip("compiles for the real CUDA target, not the simulator", allow_module_level=True)
 pytest.importorskip("numba_cuda")
 
-from numba import cuda, types  # noqa: E402
-from numba.cuda.compiler import compile_cuda  # noqa: E402
+# the CC patch, the NVVM probe and the checks are the regression compile cases' own
+from cuda_compile_cases import arr, check  # noqa: E402, I001
+from numba import types  # noqa: E402
 
 from fastloss.kernels.cuda import softmax  # noqa: E402
 
-CC = (9, 0)
-if not cuda.is_available():
-    import numba.cuda.dispatcher as _dispatcher
-
-    _dispatcher.get_current_device = lambda: SimpleNamespace(compute_capability=CC)
-
-F16, F32, F64, I64, B = types.float16, types.float32, types.float64, types.int64, types.boolean
-
-
-def arr(dtype, ndim=1):
-    return types.Array(dtype, ndim, "C")
-
-
-def _probe(x):
-    x[0] = 1.0
-
-
-def _nvvm_available() -> bool:
-    try:
-        cuda.compile_ptx(_probe, (arr(F32),), cc=CC)
-        return True
-    except Exception:  # no NVVM/NVRTC (no toolkit): the LLVM IR checks still run
-        return False
-
-
-NVVM = _nvvm_available()
-
-
-def check(kernel, argtypes, expect=()) -> None:
-    argtypes = tuple(argtypes)
-    result = compile_cuda(kernel.py_func, types.void, argtypes, cc=CC, nvvm_options={"opt": 3})
-    ir = result.library.get_llvm_str()
-    fast = sorted(set(re.findall(r"__nv_fast_\w+", ir)))
-    assert not fast, f"{kernel.__name__}{argtypes}: approximate functions {fast}"
-    for name in expect:
-        assert name in ir, f"{kernel.__name__}{argtypes}: {name} not called"
-    if NVVM:
-        ptx, _ = cuda.compile_ptx(kernel.py_func, argtypes, cc=CC)
-        assert ".entry" in ptx
+F32, F64, I64, B = types.float32, types.float64, types.int64, types.boolean
 
 
 K = softmax.kernels(256)

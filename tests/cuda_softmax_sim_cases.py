@@ -1,5 +1,5 @@
 """The softmax family's CUDA kernels under Numba's CUDA simulator (run by
-``tests/test_cuda_softmax.py`` in a pytest process of its own)::
+``tests/test_cuda_suites.py`` in a pytest process of its own)::
 
     NUMBA_ENABLE_CUDASIM=1 python -m pytest tests/cuda_softmax_sim_cases.py
 
