@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from fastloss import _threading
-from fastloss._elementwise import PARALLEL_THRESHOLD, _divide, _same_memory, check_out
+from fastloss import _elementwise, _threading
+from fastloss._elementwise import _divide, _same_memory, check_out
 from fastloss._intake import (
     check_cast,
     check_nonnegative,
@@ -31,6 +31,7 @@ from fastloss._intake import (
     is_device_array,
     legacy_reduction,
 )
+from fastloss.regression import _grad_dtype
 
 ArrayLike = Any
 
@@ -46,18 +47,8 @@ def _module():
 
 
 def _launch(name: str, elements: int, args: tuple):
-    module = _module()
-    if elements < PARALLEL_THRESHOLD:
-        return getattr(module, name + "_serial")(*args)
-    with _threading.parallel_guard:
-        result = getattr(module, name + "_parallel")(*args)
-    if not _threading.layer_known:
-        _threading.after_launch()
-    return result
-
-
-def _grad_dtype(x: np.ndarray, dtype: np.dtype) -> np.dtype:
-    return x.dtype.newbyteorder("=") if x.dtype.kind == "f" else dtype
+    """The serial or the parallel variant of kernel ``name``, as the elementwise losses pick."""
+    return _elementwise._launch(_module(), name, elements, args)
 
 
 class _Rows:
@@ -75,7 +66,7 @@ class _Rows:
             raise TypeError(f"{name}: expected a floating dtype, got {x.dtype}")
         self.original = x
         self.dtype = compute_dtype(x.dtype, name)
-        self.grad_dtype = _grad_dtype(x, self.dtype)
+        self.grad_dtype = _grad_dtype(x, self.dtype)  # the input's floating dtype, as torch
         self.shape = x.shape
         if class_axis is None:  # torch: classes along dim 1 (dim 0 of a 1-D input)
             class_axis = 0 if x.ndim == 1 else 1
