@@ -177,6 +177,20 @@ def _checked_targets(
     return count, total
 
 
+def _grad_scale(rows: _Rows, denominator: float):
+    """The gradient's factor ``1 / denominator`` in the compute dtype (inf for 0, as the
+    elementwise losses)."""
+    return rows.dtype.type(1.0 / denominator if denominator else np.inf)
+
+
+def _loss_and_grad(row_loss, rows: _Rows, reduction, denominator, grad, return_grad, out):
+    """The reduced loss, and the gradient in ``input``'s layout when asked."""
+    loss = _reduce_rows(row_loss, rows, reduction, denominator)
+    if not return_grad:
+        return loss
+    return loss, rows.finish_grad(grad, out)
+
+
 def _reduce_rows(row_loss: np.ndarray, rows: _Rows, reduction: str, denominator: float):
     scalar = rows.dtype.type
     if reduction == "none":
@@ -238,8 +252,8 @@ def _index_rows_call(
             scalar(alpha),
             scalar(gamma),
             np.int64(mode),
-            scalar(1.0 / denominator if denominator else np.inf),
-            scalar(1.0 / z_denominator if z_denominator else np.inf),
+            _grad_scale(rows, denominator),
+            _grad_scale(rows, z_denominator),
             grad,
             row_loss,
             row_z,
@@ -479,7 +493,7 @@ def _prob_call(
     row_loss = np.empty(rows.rows, np.float64)
     row_z = np.empty(rows.rows, np.float64)
     scalar = rows.dtype.type
-    scale = scalar(1.0 / denominator if denominator else np.inf)
+    scale = _grad_scale(rows, denominator)
     _launch(
         "prob_rows",
         rows.matrix.size,
@@ -546,7 +560,6 @@ def nll_loss(
         else np.empty((0, rows.classes), rows.dtype)
     )
     row_loss = np.empty(rows.rows, np.float64)
-    scalar = rows.dtype.type
     _launch(
         "nll_rows",
         rows.matrix.size,
@@ -556,15 +569,12 @@ def nll_loss(
             weight_array,
             has_weight,
             np.int64(ignore_index),
-            scalar(1.0 / denominator if denominator else np.inf),
+            _grad_scale(rows, denominator),
             grad,
             row_loss,
         ),
     )
-    loss = _reduce_rows(row_loss, rows, reduction, denominator)
-    if not return_grad:
-        return loss
-    return loss, rows.finish_grad(grad, out)
+    return _loss_and_grad(row_loss, rows, reduction, denominator, grad, return_grad, out)
 
 
 def focal_loss(
@@ -712,15 +722,12 @@ def _keras_call(
             scalar(gamma),
             *_keras_clip(rows.dtype, mode),
             np.int64(ignore_class),
-            scalar(1.0 / denominator if denominator else np.inf),
+            _grad_scale(rows, denominator),
             grad,
             row_loss,
         ),
     )
-    loss = _reduce_rows(row_loss, rows, reduction, denominator)
-    if not return_grad:
-        return loss
-    return loss, rows.finish_grad(grad, out)
+    return _loss_and_grad(row_loss, rows, reduction, denominator, grad, return_grad, out)
 
 
 def _keras_device(input, target, axis, **options):
