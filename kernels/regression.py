@@ -14,7 +14,7 @@ from numba import njit
 from fastloss.kernels._jit import POINT_OPTIONS
 from fastloss.kernels.elementwise import ElementwiseSpec
 from fastloss.kernels.scalar import const, sign
-from fastloss.kernels.vmath import exp, exp_nonpos, log, log1p_unit
+from fastloss.kernels.vmath import exp, exp_nonpos, log
 
 # Module constants are compile-time constants for Numba (no runtime log on either target).
 LOG_2 = math.log(2.0)
@@ -150,15 +150,18 @@ def gaussian_nll_value_grad(x, t, var, eps, full):
     return loss, r, half * (inv - r * r)
 
 
-# --- log-cosh (as Keras): log(cosh(d)) = |d| + log1p(exp(-2|d|)) - log 2, derivative tanh(d) ---
+# --- log-cosh (as Keras): log(cosh(d)) = |d| + log((1 + e) / 2), e = exp(-2|d|) --------------
+# derivative tanh(d) = sign(d) (1 - e) / (1 + e). A log-factor loss (ElementwiseSpec.log_factor):
+# the point functions return v = |d| and f = (1 + e) / 2 in [1/2, 1], the loss being v + log(f);
+# reductions take one log per stage of the product of the f's. f = 1 exactly where d = 0, so a
+# perfect prediction costs exactly 0 (|d| - log 2 + log1p(e) leaves float32's rounding of log 2).
 @njit(**POINT_OPTIONS)
 def log_cosh_value(x, t):
     d = x - t
     a = abs(d)
     e = exp_nonpos(const(d, -2.0) * a)
-    # e == 1 (|d| < 2**-25 in float32): log cosh(d) = d**2/2 rounds to 0 against log 2
-    v = (a - const(d, LOG_2)) + log1p_unit(e)
-    return a if e == const(d, 1.0) else v
+    half = const(d, 0.5)
+    return a, half + half * e
 
 
 @njit(**POINT_OPTIONS)
@@ -166,12 +169,10 @@ def log_cosh_value_grad(x, t):
     d = x - t
     a = abs(d)
     e = exp_nonpos(const(d, -2.0) * a)
-    one = const(d, 1.0)
-    v = (a - const(d, LOG_2)) + log1p_unit(e)
-    if e == one:
-        v = a
-    th = (one - e) / (one + e)
-    return v, (th if d >= 0 else -th)
+    half = const(d, 0.5)
+    f = half + half * e
+    th = (half - half * e) / f
+    return a, f, (th if d >= 0 else -th)
 
 
 # --- squared logarithmic error (as Keras): (log(max(x, eps) + 1) - log(max(t, eps) + 1))**2 ---
@@ -231,6 +232,8 @@ GAUSSIAN_NLL = ElementwiseSpec(
     flags=("full",),
     staged_sum=True,
 )
-LOG_COSH = ElementwiseSpec("log_cosh", log_cosh_value, log_cosh_value_grad, staged_sum=True)
+LOG_COSH = ElementwiseSpec(
+    "log_cosh", log_cosh_value, log_cosh_value_grad, staged_sum=True, log_factor=True
+)
 MSLE = ElementwiseSpec("msle", msle_value, msle_value_grad, params=("eps",), staged_sum=True)
 MAPE = ElementwiseSpec("mape", mape_value, mape_value_grad, params=("eps",))

@@ -227,6 +227,7 @@ def module_source(
     header[3:3] = [
         "",
         "from fastloss.kernels.cuda.elementwise import device_function",
+        "from fastloss.kernels.vmath import log",
         f"from {value.__module__} import {value.__name__} as _value",
         f"from {value_grad.__module__} import {value_grad.__name__} as _value_grad",
         "",
