@@ -1,10 +1,11 @@
 """``exp``, ``log`` and ``log1p`` of ``fastloss.kernels.vmath`` on the CUDA target.
 
 Importing this module registers CUDA implementations of the three functions (and of the CPU's
-specialised ``exp_nonpos`` and ``log1p_unit``, which are the general functions here), so that a
-point function written once with ``from fastloss.kernels.vmath import exp, log, log1p`` compiles
-for both targets: the CPU overloads in ``kernels/vmath.py`` are vectorisable polynomials, these
-are ``math.exp``/``math.log``/``math.log1p``, which numba-cuda lowers to libdevice
+specialised ``exp_nonpos``, ``exp2_nonpos`` and ``log1p_unit``, which are the general functions
+here, ``exp2_nonpos(y)`` being ``exp(y ln 2)``), so that a point function written once with
+``from fastloss.kernels.vmath import exp, log, log1p`` compiles for both targets: the CPU
+overloads in ``kernels/vmath.py`` are vectorisable polynomials, these are
+``math.exp``/``math.log``/``math.log1p``, which numba-cuda lowers to libdevice
 (``__nv_expf``, ``__nv_logf``, ``__nv_log1pf`` and their float64 versions; float32 stays
 float32; CUDA documents at most 2 ulps for ``expf`` and 1 ulp for the others). The
 implementations are compiled with ``fastmath=False`` whatever the caller's flags: with fast-math
@@ -21,18 +22,21 @@ NumPy) and calls ``@njit`` functions through their CPU dispatcher (the CPU overl
 
 import math
 
+import numpy as np
 from numba import cuda  # noqa: F401  (makes sure the CUDA target is registered)
 from numba.cuda import types
 from numba.cuda.extending import overload
 
-from ..vmath import exp, exp_nonpos, log, log1p, log1p_unit
+from ..vmath import exp, exp2_nonpos, exp_nonpos, log, log1p, log1p_unit
 
-__all__ = ["exp", "exp_nonpos", "log", "log1p", "log1p_unit"]
+__all__ = ["exp", "exp2_nonpos", "exp_nonpos", "log", "log1p", "log1p_unit"]
 
 
 def _accepts(x):
     return isinstance(x, (types.Float, types.Integer))
 
+
+_LN2 = math.log(2.0)
 
 # precise libdevice functions even when the calling point function uses fast-math
 _OPTIONS = {"fastmath": False}
@@ -64,6 +68,14 @@ def _cuda_log1p(x):
 def _cuda_exp_nonpos(x):
     if _accepts(x):
         return lambda x: math.exp(x)
+    return None
+
+
+@overload(exp2_nonpos, target="cuda", jit_options=_OPTIONS)
+def _cuda_exp2_nonpos(y):
+    if _accepts(y):
+        ln2 = np.float32(_LN2) if y == types.float32 else _LN2  # float32 stays float32
+        return lambda y: math.exp(y * ln2)
     return None
 
 
