@@ -48,23 +48,21 @@ def l1_value_grad(x, t):
 
 
 # --- Huber: 0.5 d**2 if |d| < delta else delta (|d| - 0.5 delta) ------------------------------
-# derivative clamp(d, -delta, delta), written so that NaN propagates.
+# derivative g = clamp(d, -delta, delta), written so that NaN propagates. The loss is g (d - g/2):
+# 0.5 d**2 inside (d - d/2 is exact), delta (|d| - delta/2) outside, the same roundings as the
+# two-branch form, and no |d|, compare and select of its own.
 @njit(**POINT_OPTIONS)
 def huber_value(x, t, delta):
     d = x - t
-    ad = abs(d)
-    half = const(d, 0.5)
-    return half * d * d if ad < delta else delta * (ad - half * delta)
+    g = -delta if d < -delta else (delta if d > delta else d)
+    return g * (d - const(d, 0.5) * g)
 
 
 @njit(**POINT_OPTIONS)
 def huber_value_grad(x, t, delta):
     d = x - t
-    ad = abs(d)
-    half = const(d, 0.5)
-    v = half * d * d if ad < delta else delta * (ad - half * delta)
     g = -delta if d < -delta else (delta if d > delta else d)
-    return v, g
+    return g * (d - const(d, 0.5) * g), g
 
 
 # --- smooth L1: 0.5 d**2 / beta if |d| < beta else |d| - 0.5 beta ------------------------------
