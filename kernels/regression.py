@@ -17,7 +17,6 @@ from fastloss.kernels.scalar import const, sign
 from fastloss.kernels.vmath import exp, exp2_nonpos, log
 
 # Module constants are compile-time constants for Numba (no runtime log on either target).
-LOG_2 = math.log(2.0)
 LOG_2PI = math.log(2.0 * math.pi)
 TWO_PI = 2.0 * math.pi
 
