@@ -364,6 +364,23 @@ def _gaussian_var(var: object, input_shape: tuple[int, ...]) -> object:
     )
 
 
+def _check_var(var: np.ndarray) -> None:
+    """torch's negative-variance check; fmin skips NaN (as torch's ``any(var < 0)`` does) and
+    allocates nothing."""
+    if var.dtype.kind in "fiub" and var.size and np.fmin.reduce(var, axis=None) < 0:
+        raise ValueError("var: expected variances >= 0, got negative entries")
+
+
+def _check_device_var(total: object, var: object) -> None:
+    """The check on the device: the 0-d loss ``total`` copied back (one synchronisation) and,
+    only where it is NaN, ``var`` too."""
+    from fastloss._cuda import to_host
+
+    with np.errstate(invalid="ignore"):
+        if np.isnan(to_host(total)).any():
+            _check_var(to_host(var))
+
+
 def gaussian_nll_loss(
     input: ArrayLike,
     target: ArrayLike,
@@ -390,9 +407,11 @@ def gaussian_nll_loss(
 
     As in torch the clamp is not differentiated, ``var`` may be a float, the input's shape,
     that shape without its last dimension, or have one dimension of size 1 (homoscedastic);
-    a negative variance raises ``ValueError``. With ``return_grad=True`` returns
+    a negative variance raises ``ValueError`` (on the device at the cost of one synchronisation,
+    the loss read back; ``var`` too only where the loss is NaN). With ``return_grad=True`` returns
     ``(loss, (grad_input, grad_var))``; ``out`` is ``None``, one array (for ``input``'s
-    gradient) or a pair. A float ``var`` has no gradient (``None``).
+    gradient) or a pair. A float ``var`` has no gradient (``None``); it is passed to the
+    kernel as a number, so it costs no array of the input's size.
 
     Examples
     --------
@@ -406,21 +425,30 @@ def gaussian_nll_loss(
     if scalar_var:
         if var < 0:
             raise ValueError(f"var: expected variances >= 0, got {var!r}")
+        # a kernel parameter: no variance array, no variance gradient (torch gives none)
+        if isinstance(out, tuple | list):
+            if len(out) != 2:
+                raise ValueError(f"out: expected an array or a pair of arrays, got {len(out)}")
+            out = out[0]
+        result = _loss(
+            ("regression", "GAUSSIAN_NLL_SCALAR_VAR"),
+            {"input": input, "target": target},
+            reduction=reduction,
+            params=(float(var), eps),
+            flags=(bool(full),),
+            return_grad=return_grad,
+            out=out,
+        )
+        return (result[0], (result[1], None)) if return_grad else result
     device = _device(input, target, var)
     var_shape = None
     if not device:
-        x = host_array(input, "input")
-        if scalar_var:
-            var = np.full(x.shape, var, dtype=compute_dtype(x.dtype, "input"))
-        else:
-            var = host_array(var, "var")
-            var_shape = var.shape
-            var = _gaussian_var(var, x.shape)
-            # fmin skips NaN (torch's any(var < 0) does too) and allocates nothing
-            if var.dtype.kind in "fiub" and var.size and np.fmin.reduce(var, axis=None) < 0:
-                raise ValueError("var: expected variances >= 0, got negative entries")
-        input = x
-    elif not scalar_var:
+        input = host_array(input, "input")
+        var = host_array(var, "var")
+        var_shape = var.shape
+        var = _gaussian_var(var, input.shape)
+        _check_var(var)
+    else:
         var_shape = tuple(var.shape)
         var = _gaussian_var(var, tuple(getattr(input, "shape", ())))
     unsqueezed = var_shape is not None and tuple(var.shape) != var_shape
@@ -430,21 +458,29 @@ def gaussian_nll_loss(
         if tuple(var_out.shape) != var_shape:
             raise ValueError(f"out[1]: expected shape {var_shape}, got {tuple(var_out.shape)}")
         out = (out[0], var_out[..., None])  # a view: the kernel writes into the caller's array
+    arrays = {"input": input, "target": target, "var": var}
+    options = {"params": (eps,), "flags": (bool(full),)}
+    # The device path's variance check: a negative var makes the loss NaN (see the kernel), so
+    # a NaN sum copies var back and checks it, before any out= array is written.
+    after = device and reduction != "none" and out is None
+    if device and not after:
+        _check_device_var(
+            _loss(("regression", "GAUSSIAN_NLL"), arrays, reduction="sum", **options), var
+        )
     result = _loss(
         ("regression", "GAUSSIAN_NLL"),
-        {"input": input, "target": target, "var": var},
+        arrays,
         reduction=reduction,
-        params=(eps,),
-        flags=(bool(full),),
         return_grad=return_grad,
         out=out,
+        **options,
     )
+    if after:
+        _check_device_var(result[0] if return_grad else result, var)
     if not return_grad:
         return result
     loss, (grad_input, grad_var) = result
-    if scalar_var:
-        grad_var = None
-    elif unsqueezed:
+    if unsqueezed:
         # torch gives var.grad in var's own shape
         grad_var = var_out if var_out is not None else grad_var.reshape(var_shape)
     return loss, (grad_input, grad_var)

@@ -122,10 +122,17 @@ def poisson_nll_value_grad(x, t, eps, log_input, full):
 
 # --- Gaussian negative log likelihood ----------------------------------------------------------
 # 0.5 (log(v) + d**2 / v) [+ 0.5 log(2 pi)] with v = max(var, eps). As in torch, the clamp is
-# not differentiated: d/dvar = 0.5 (1/v - d**2 / v**2) also where var < eps.
+# not differentiated: d/dvar = 0.5 (1/v - d**2 / v**2) also where var < eps. A negative var
+# gives NaN, not eps: torch raises for it, and the device path, which checks no variance before
+# the kernel, finds it through the NaN loss (the host path checks var first).
+@njit(**POINT_OPTIONS)
+def _clamped_var(var, eps):
+    return var if var >= eps else (eps if var >= const(var, 0.0) else const(var, math.nan))
+
+
 @njit(**POINT_OPTIONS)
 def gaussian_nll_value(x, t, var, eps, full):
-    v = eps if var < eps else var
+    v = _clamped_var(var, eps)
     d = x - t
     half = const(d, 0.5)
     loss = half * (log(v) + d * d / v)
@@ -136,7 +143,7 @@ def gaussian_nll_value(x, t, var, eps, full):
 
 @njit(**POINT_OPTIONS)
 def gaussian_nll_value_grad(x, t, var, eps, full):
-    v = eps if var < eps else var
+    v = _clamped_var(var, eps)
     d = x - t
     half = const(d, 0.5)
     inv = const(d, 1.0) / v
@@ -145,6 +152,14 @@ def gaussian_nll_value_grad(x, t, var, eps, full):
     if full:
         loss = loss + const(d, 0.5 * LOG_2PI)
     return loss, r, half * (inv - r * r)
+
+
+# A float var (torch's homoscedastic shorthand) is a runtime parameter, not an array: the same
+# point functions, var passed after the arrays, and no derivative for it (torch gives none).
+@njit(**POINT_OPTIONS)
+def gaussian_nll_input_grad(x, t, var, eps, full):
+    loss, r, _ = gaussian_nll_value_grad(x, t, var, eps, full)
+    return loss, r
 
 
 # --- log-cosh (as Keras): log(cosh(d)) = |d| + log((1 + e) / 2), e = exp(-2|d|) --------------
@@ -231,6 +246,14 @@ GAUSSIAN_NLL = ElementwiseSpec(
     arrays=3,
     grads=(0, 2),
     params=("eps",),
+    flags=("full",),
+    staged_sum=True,
+)
+GAUSSIAN_NLL_SCALAR_VAR = ElementwiseSpec(
+    "gaussian_nll_scalar_var",
+    gaussian_nll_value,
+    gaussian_nll_input_grad,
+    params=("var", "eps"),
     flags=("full",),
     staged_sum=True,
 )

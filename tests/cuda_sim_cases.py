@@ -39,7 +39,7 @@ CHUNK = THREADS * ITEMS
 
 SHAPE = (5, 9)  # 45 elements: two blocks, the second one partial
 FLOATS = (np.float32, np.float64)
-PARAMS = {"delta": 0.75, "beta": 0.5, "eps": 1e-6}
+PARAMS = {"delta": 0.75, "beta": 0.5, "eps": 1e-6, "var": 1.5}
 
 # Division by a zero sum (empty mean, zero weights) warns in the simulator's NumPy arithmetic.
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
@@ -481,3 +481,31 @@ def test_public_out_is_input():
     assert grad is x_d
     assert_close(host(loss), want, np.float32, 45)
     assert_close(host(x_d), want_grad, np.float32, 45)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("with_out", [False, True])
+def test_gaussian_negative_var_on_device(reduction, with_out):
+    """torch's negative-variance check on the device: ValueError before an out= array is
+    written; a NaN variance is not negative (NaN loss, no error), as on the host."""
+    rng = np.random.default_rng(41)
+    x = rng.standard_normal((3, 4)).astype(np.float32)
+    t = rng.standard_normal((3, 4)).astype(np.float32)
+    var = rng.uniform(0.5, 2.0, (3, 4)).astype(np.float32)
+    var[1, 2] = -0.25
+    out = cuda.to_device(np.full_like(x, 7.0)) if with_out else None
+    args = (cuda.to_device(x), cuda.to_device(t), cuda.to_device(var))
+    with pytest.raises(ValueError, match="var: expected variances >= 0"):
+        fastloss.gaussian_nll_loss(*args, reduction=reduction, return_grad=with_out, out=out)
+    if with_out:
+        assert np.all(out.copy_to_host() == 7.0)
+    var[1, 2] = np.nan
+    loss = fastloss.gaussian_nll_loss(
+        cuda.to_device(x), cuda.to_device(t), cuda.to_device(var), reduction=reduction
+    )
+    loss = loss.copy_to_host()
+    assert np.isnan(loss).any() and (reduction != "none" or np.isfinite(loss).sum() == 11)
+    var[1, 2] = 0.0  # zero is clamped to eps, not refused
+    want = fastloss.gaussian_nll_loss(x, t, var, reduction=reduction)
+    got = fastloss.gaussian_nll_loss(*args[:2], cuda.to_device(var), reduction=reduction)
+    np.testing.assert_allclose(got.copy_to_host(), want, rtol=1e-6)

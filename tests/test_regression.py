@@ -912,3 +912,27 @@ def test_float32_mse_of_30_million_values_is_accurate():
     assert abs(float(got) - exact) <= 1e-6 * exact
     del x, t
     assert math.isfinite(exact)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_gaussian_float_var_allocates_no_variance_array(reduction):
+    """A float var is a kernel parameter: with out=, no array of the input's size is made (a
+    var array and its gradient would be 8 MB each here)."""
+    import tracemalloc
+
+    rng = np.random.default_rng(31)
+    x = rng.standard_normal(1_000_000)
+    t = rng.standard_normal(1_000_000)
+    out = np.empty_like(x)
+    want = fastloss.gaussian_nll_loss(x, t, np.full_like(x, 0.7), reduction=reduction)
+    fastloss.gaussian_nll_loss(x, t, 0.7, reduction=reduction, return_grad=True, out=out)
+    tracemalloc.start()
+    loss, (grad, grad_var) = fastloss.gaussian_nll_loss(
+        x, t, 0.7, reduction=reduction, return_grad=True, out=out
+    )
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 1 << 20, peak
+    assert grad is out and grad_var is None
+    assert float(loss) == pytest.approx(float(want), rel=1e-12)
+    np.testing.assert_allclose(out, (x - t) / 0.7 / (x.size if reduction == "mean" else 1))
