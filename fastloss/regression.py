@@ -70,6 +70,10 @@ def _loss(
     if _device(*arrays.values(), weight):
         from fastloss import _cuda
 
+        shapes = [tuple(getattr(a, "shape", ())) for a in arrays.values()]
+        if warn_shape and shapes[1] != shapes[0]:
+            warn_target_size(shapes[0], shapes[1])
+
         return _cuda.run(
             kernel_spec,
             list(arrays.values()),

@@ -509,3 +509,20 @@ def test_gaussian_negative_var_on_device(reduction, with_out):
     want = fastloss.gaussian_nll_loss(x, t, var, reduction=reduction)
     got = fastloss.gaussian_nll_loss(*args[:2], cuda.to_device(var), reduction=reduction)
     np.testing.assert_allclose(got.copy_to_host(), want, rtol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["mse_loss", "l1_loss", "huber_loss", "smooth_l1_loss"])
+def test_target_size_warning_on_device(name):
+    """torch's warning for a target whose size differs from the input's, as on the host."""
+    rng = np.random.default_rng(43)
+    x = rng.standard_normal((3, 1)).astype(np.float32)
+    t = rng.standard_normal((3, 4)).astype(np.float32)
+    loss_fn = getattr(fastloss, name)
+    with pytest.warns(UserWarning, match=r"target size \(\(3, 4\)\) that is different"):
+        want = loss_fn(x, t)
+    with pytest.warns(UserWarning, match=r"target size \(\(3, 4\)\) that is different"):
+        got = loss_fn(cuda.to_device(x), cuda.to_device(t))
+    np.testing.assert_allclose(got.copy_to_host(), want, rtol=1e-6)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        loss_fn(cuda.to_device(t), cuda.to_device(t))
