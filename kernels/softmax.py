@@ -233,12 +233,14 @@ def _index_row_of(
     one = const(y[0], 1.0)
     x_t = y[t]
     m = row_max(y)
-    # sweep 2: s and, for label smoothing, sum_c w_c (m - y_c) >= 0
+    # sweep 2: s and, for label smoothing, sum_c w_c (m - y_c) >= 0, leaving out the maxima's
+    # zeros (an inf weight there would give inf * 0 = NaN where torch's loss is inf)
     shifted = zero
     if smoothing != 0:
         if has_weight:
             for c in range(n):
-                shifted += weight[c] * (m - y[c])
+                d = m - y[c]
+                shifted += weight[c] * d if d != zero else zero
         else:
             for c in range(n):
                 shifted += m - y[c]

@@ -412,3 +412,17 @@ def test_online_softmax_rescaling_and_masks(dtype):
     assert_close(loss, want_loss, dtype, x.shape[1], "loss")
     assert_close(grad, want_grad, dtype, x.shape[1], "grad")
     assert np.isnan(host(loss)[3]) and np.all(host(grad)[1, :8] == 0)
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_inf_class_weight_with_smoothing(reduction):
+    """An inf class weight with label smoothing: every row's loss is inf, as torch's and the
+    CPU's (the smoothing sum leaves out the row maxima's 0 * inf)."""
+    x = logits((ROWS, CLASSES), np.float64)
+    t = targets(ROWS, CLASSES, ignore=False)
+    w = weights(CLASSES, np.float64)
+    w[int(np.argmax(x[0]))] = np.inf  # the maximum of row 0, at least
+    want, got, _ = run_ce(x, t, w, {"label_smoothing": 0.1}, reduction)
+    assert np.all(np.isposinf(want[0]))
+    np.testing.assert_array_equal(host(got[0]), want[0])
+    np.testing.assert_array_equal(np.isnan(host(got[2])), np.isnan(want[2]))

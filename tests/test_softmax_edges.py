@@ -52,7 +52,9 @@ def test_out_sharing_memory_with_weight(name):
 
 
 @pytest.mark.parametrize(
-    "bad, smoothing", [(np.nan, 0.0), (np.inf, 0.0), (np.nan, 0.1)], ids=["nan", "inf", "nan-ls"]
+    "bad, smoothing",
+    [(np.nan, 0.0), (np.inf, 0.0), (np.nan, 0.1), (np.inf, 0.1)],
+    ids=["nan", "inf", "nan-ls", "inf-ls"],
 )
 def test_non_finite_weight_poisons_only_its_rows(bad, smoothing):
     """torch: a NaN/inf class weight reaches only rows of that class (without smoothing)."""

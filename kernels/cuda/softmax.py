@@ -291,8 +291,9 @@ def index_rows(
             y = x[row_n, c, row_j]
             if use_cap:
                 y = softcap * math.tanh(y * inv_cap)
-            if has_weight:
-                shifted += float64(weight[c] * (m_d - y))
+            if has_weight:  # no inf * 0 at the maxima (as on the CPU)
+                if m_d != y:
+                    shifted += float64(weight[c] * (m_d - y))
             else:
                 shifted += float64(m_d - y)
         acc2[t] = shifted
