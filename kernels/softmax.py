@@ -302,6 +302,22 @@ def _index_row_of(
     return loss, z
 
 
+@njit(**POINT_OPTIONS)
+def _tasks(rows, classes):
+    """Rows per parallel task (about ``TASK_ELEMENTS`` elements) and the number of tasks."""
+    per_task = max(1, TASK_ELEMENTS // max(classes, 1))
+    return per_task, (rows + per_task - 1) // per_task
+
+
+@njit(**POINT_OPTIONS)
+def _zero_row(grad, i, want_grad):
+    """The gradient row of an ignored sample: zeros."""
+    if want_grad:
+        zero = grad.dtype.type(0)
+        for c in range(grad.shape[1]):
+            grad[i, c] = zero
+
+
 def _index_rows(
     logits,
     target,
@@ -324,9 +340,7 @@ def _index_rows(
     rows, classes = logits.shape
     want_grad = grad.shape[0] == rows
     use_cap = softcap > 0
-    per_task = max(1, TASK_ELEMENTS // max(classes, 1))
-    tasks = (rows + per_task - 1) // per_task
-    zero = logits.dtype.type(0)
+    per_task, tasks = _tasks(rows, classes)
     for k in prange(tasks):
         scratch = np.empty(classes if use_cap and not want_grad else 0, logits.dtype)
         for i in range(k * per_task, min(rows, (k + 1) * per_task)):
@@ -334,9 +348,7 @@ def _index_rows(
             if t == ignore_index:
                 row_loss[i] = 0.0
                 row_z[i] = 0.0
-                if want_grad:
-                    for c in range(classes):
-                        grad[i, c] = zero
+                _zero_row(grad, i, want_grad)
                 continue
             g = grad[i] if want_grad else grad[0:0].reshape(-1)
             loss, z = _index_row(
@@ -386,8 +398,7 @@ def _prob_rows(
     2 z_scale lse) - w_c y'_c``."""
     rows, classes = logits.shape
     want_grad = grad.shape[0] == rows
-    per_task = max(1, TASK_ELEMENTS // max(classes, 1))
-    tasks = (rows + per_task - 1) // per_task
+    per_task, tasks = _tasks(rows, classes)
     for k in prange(tasks):
         for i in range(k * per_task, min(rows, (k + 1) * per_task)):
             x = logits[i]
@@ -428,23 +439,18 @@ def _nll_rows(logp, target, weight, has_weight, ignore_index, grad_scale, grad, 
     is ``-grad_scale * w_t`` at the target and 0 elsewhere."""
     rows, classes = logp.shape
     want_grad = grad.shape[0] == rows
-    per_task = max(1, TASK_ELEMENTS // max(classes, 1))
-    tasks = (rows + per_task - 1) // per_task
-    zero = logp.dtype.type(0)
+    per_task, tasks = _tasks(rows, classes)
     for k in prange(tasks):
         for i in range(k * per_task, min(rows, (k + 1) * per_task)):
             t = np.int64(target[i])
             if t == ignore_index:
                 row_loss[i] = 0.0
-                if want_grad:
-                    for c in range(classes):
-                        grad[i, c] = zero
+                _zero_row(grad, i, want_grad)
                 continue
             w_t = weight[t] if has_weight else logp.dtype.type(1)
-            row_loss[i] = -(w_t * logp[i, t])
+            row_loss[i] = -(w_t * logp[i, t])  # before the row is zeroed: grad may be logp
+            _zero_row(grad, i, want_grad)
             if want_grad:
-                for c in range(classes):
-                    grad[i, c] = zero
                 grad[i, t] = -grad_scale * w_t
 
 
@@ -596,18 +602,14 @@ def _keras_rows(
     ``sparse``, class indices ``index`` (rows of class ``ignore_class`` give 0)."""
     rows, classes = probs.shape
     want_grad = grad.shape[0] == rows
-    per_task = max(1, TASK_ELEMENTS // max(classes, 1))
-    tasks = (rows + per_task - 1) // per_task
-    zero = probs.dtype.type(0)
+    per_task, tasks = _tasks(rows, classes)
     for k in prange(tasks):
         work = np.empty(classes, probs.dtype)
         for i in range(k * per_task, min(rows, (k + 1) * per_task)):
             t = np.int64(index[i]) if sparse else np.int64(0)
             if sparse and t == ignore_class:
                 row_loss[i] = 0.0
-                if want_grad:
-                    for c in range(classes):
-                        grad[i, c] = zero
+                _zero_row(grad, i, want_grad)
                 continue
             g = grad[i] if want_grad else grad[0:0].reshape(-1)
             y = target[0] if sparse else target[i]
