@@ -202,16 +202,16 @@ def exp_nonpos(x):
         return np.exp(x)
 
 
-def exp2_nonpos(y):
-    """``2**y`` for ``y <= 0`` (or NaN); NumPy's value.
+def exp2_nonpos(x):
+    """``2**x`` for ``x <= 0`` (or NaN); NumPy's value.
 
     Inside ``@njit`` code, float32 on the CPU: one polynomial after an exact reduction, within
-    1.5 ulps of ``2**y`` (1.12 measured) for ``y`` in ``[-115, 0]``; below -115 (``-inf``
-    included) the result is ``2**-115`` (never 0). Elsewhere ``exp(y ln 2)``. For ``y > 0``
+    1.5 ulps of ``2**x`` (1.12 measured) for ``x`` in ``[-115, 0]``; below -115 (``-inf``
+    included) the result is ``2**-115`` (never 0). Elsewhere ``exp(x ln 2)``. For ``x > 0``
     the result is unspecified.
     """
     with np.errstate(all="ignore"):
-        return np.exp2(y)
+        return np.exp2(x)
 
 
 def log1p_unit(x):
@@ -435,19 +435,19 @@ def _exp_nonpos_f32(x):
     return p * _as_float(_i4(_i4(n + _I32_BIAS) << _I32_MANT))
 
 
-def _exp2_nonpos_f32(y):
-    yc = y
-    if yc < _F32_EXP2_NONPOS_MIN:  # NaN passes
-        yc = _F32_EXP2_NONPOS_MIN
-    t = yc + _F32_SHIFT
+def _exp2_nonpos_f32(x):
+    xc = x
+    if xc < _F32_EXP2_NONPOS_MIN:  # NaN passes
+        xc = _F32_EXP2_NONPOS_MIN
+    t = xc + _F32_SHIFT
     n = _i4(_as_int(t) - _F32_SHIFT_BITS)
-    r = yc - (t - _F32_SHIFT)  # exact: |r| <= 1/2
+    r = xc - (t - _F32_SHIFT)  # exact: |r| <= 1/2
     r2 = r * r
     p01 = _F32_EXP2_P1 + r * _F32_EXP2_P2
     p23 = _F32_EXP2_P3 + r * _F32_EXP2_P4
     p45 = _F32_EXP2_P5 + r * _F32_EXP2_P6
     p = _F32_ONE + r * (p01 + r2 * (p23 + r2 * p45))
-    # n in [-115, 0] (a NaN y gives some n, and p NaN): 2**n is a normal number
+    # n in [-115, 0] (a NaN x gives some n, and p NaN): 2**n is a normal number
     return p * _as_float(_i4(_i4(n + _I32_BIAS) << _I32_MANT))
 
 
@@ -669,36 +669,27 @@ def _log1p_unit_other(x):
     return log1p(x)
 
 
-@overload(log1p_unit, target="cpu", jit_options=_IMPL_OPTIONS)
-def _log1p_unit_overload(x):
-    if x == types.float32:
-        return _log1p_unit_f32
-    if isinstance(x, (types.Float, types.Integer)):
-        return _log1p_unit_other
-    return None
+def _register_specialised(func, impl_f32, impl_other):
+    """The CPU overload of a specialised variant: ``impl_f32`` for float32, ``impl_other`` (the
+    general function) for other floats and integers."""
+
+    @overload(func, target="cpu", jit_options=_IMPL_OPTIONS)
+    def _overload(x):
+        if x == types.float32:
+            return impl_f32
+        if isinstance(x, (types.Float, types.Integer)):
+            return impl_other
+        return None
 
 
 def _exp_nonpos_other(x):
     return exp(x)
 
 
-@overload(exp_nonpos, target="cpu", jit_options=_IMPL_OPTIONS)
-def _exp_nonpos_cpu(x):
-    if x == types.float32:
-        return _exp_nonpos_f32
-    if isinstance(x, (types.Float, types.Integer)):
-        return _exp_nonpos_other
-    return None
+def _exp2_nonpos_other(x):
+    return exp(x * _LN2)
 
 
-def _exp2_nonpos_other(y):
-    return exp(y * _LN2)
-
-
-@overload(exp2_nonpos, target="cpu", jit_options=_IMPL_OPTIONS)
-def _exp2_nonpos_cpu(y):
-    if y == types.float32:
-        return _exp2_nonpos_f32
-    if isinstance(y, (types.Float, types.Integer)):
-        return _exp2_nonpos_other
-    return None
+_register_specialised(log1p_unit, _log1p_unit_f32, _log1p_unit_other)
+_register_specialised(exp_nonpos, _exp_nonpos_f32, _exp_nonpos_other)
+_register_specialised(exp2_nonpos, _exp2_nonpos_f32, _exp2_nonpos_other)

@@ -72,10 +72,10 @@ def _cuda_exp_nonpos(x):
 
 
 @overload(exp2_nonpos, target="cuda", jit_options=_OPTIONS)
-def _cuda_exp2_nonpos(y):
-    if _accepts(y):
-        ln2 = np.float32(_LN2) if y == types.float32 else _LN2  # float32 stays float32
-        return lambda y: math.exp(y * ln2)
+def _cuda_exp2_nonpos(x):
+    if _accepts(x):
+        ln2 = np.float32(_LN2) if x == types.float32 else _LN2  # float32 stays float32
+        return lambda x: math.exp(x * ln2)
     return None
 
 
