@@ -11,6 +11,8 @@ and are cached on disk.
 
 __version__ = "0.1.0"
 
+from fastloss import registry as registry  # noqa: E402 - the registry reads the losses above
+from fastloss.accumulator import Accumulator as Accumulator
 from fastloss.binary import binary_cross_entropy as binary_cross_entropy
 from fastloss.binary import binary_cross_entropy_with_logits as binary_cross_entropy_with_logits
 from fastloss.binary import binary_crossentropy as binary_crossentropy

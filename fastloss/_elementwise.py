@@ -8,13 +8,13 @@ the gradient once or uses ``out=``, launches, and shapes the result.
 from __future__ import annotations
 
 import importlib
-import math
 from collections.abc import Sequence
 
 import numpy as np
 
-from fastloss import _threading
+from fastloss import _reduction, _threading
 from fastloss._intake import broadcast_shape, split_out
+from fastloss._reduction import divide, fresh_state
 
 # Below this many elements a serial kernel runs: a parallel launch costs microseconds that a
 # small input does not repay. Both variants give the same bits (same block code).
@@ -63,7 +63,7 @@ def run_plain(kernel_spec, arrays, params, flags, reduction: str, return_grad: b
     no weight and no ``out``: small inputs then cost little more than the kernel call.
     """
     first = arrays[0]
-    if type(first) is not np.ndarray:
+    if type(first) is not np.ndarray or (reduction != "none" and _reduction.active()):
         return None
     dtype = first.dtype
     if dtype not in _FAST_DTYPES or not first.flags.c_contiguous:
@@ -94,15 +94,29 @@ def run_plain(kernel_spec, arrays, params, flags, reduction: str, return_grad: b
         return loss, (grads[0] if len(grads) == 1 else tuple(grads))
     mean = reduction == "mean"
     if not return_grad:
-        total = _launch(module, "reduce_value", n, (*flat, *typed))
-        return scalar(_divide(total, n) if mean else total)
+        total = _reduce(module, "reduce_value", n, (*flat, *typed))
+        return scalar(divide(total, n) if mean else total)
     grads = [np.empty(shape, dtype) for _ in kernel_spec.grads]
     scale = scalar(1.0 / n if n and mean else 1.0)
-    total = _launch(
+    total = _reduce(
         module, "reduce_value_grad", n, (*flat, *typed, scale, *[g.reshape(-1) for g in grads])
     )
-    value = scalar(_divide(total, n) if mean else total)
+    value = scalar(divide(total, n) if mean else total)
     return value, (grads[0] if len(grads) == 1 else tuple(grads))
+
+
+def _reduce(module, kind: str, n: int, args: tuple) -> float:
+    """The sum of a whole array (from element 0) by reduction kernel ``kind``, under the
+    reduction contract: the same bits for any thread count and chunking."""
+    state, levels, indices, values = fresh_state()
+    _, total = _launch(module, kind, n, (*args, 0, state, levels, indices, values, 0))
+    return total
+
+
+def sum_array(values: np.ndarray) -> float:
+    """The sum of a 1-D float array under the reduction contract (weight sums, row losses)."""
+    module = _module(spec("sums", "SUM"), (), False)
+    return _reduce(module, "reduce_value", values.size, (values,))
 
 
 def _launch(module, kind: str, n: int, args: tuple):
@@ -114,15 +128,6 @@ def _launch(module, kind: str, n: int, args: tuple):
     if not _threading.layer_known:
         _threading.after_launch()
     return result
-
-
-def _divide(total: float, denominator: float) -> float:
-    """``total / denominator`` with IEEE semantics for a zero denominator (as torch divides)."""
-    if denominator:
-        return total / denominator
-    if total != total or total == 0:
-        return math.nan
-    return math.copysign(math.inf, total)
 
 
 def _unbroadcast(grad: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
@@ -174,6 +179,7 @@ def run(
     return_grad: bool = False,
     out: object = None,
     grad_dtypes: Sequence[np.dtype] | None = None,
+    denominator: float | None = None,
 ):
     """Compute an elementwise loss, and its gradients, in one pass.
 
@@ -181,7 +187,11 @@ def run(
     are with respect to ``arrays[i]`` for ``i`` in ``kernel_spec.grads``, returned in the shape of
     those arrays and in ``grad_dtypes`` (default: the compute dtype). ``weight`` (same shape
     as the broadcast inputs) multiplies each element's loss; with ``mean_by_weight`` the mean
-    divides by the sum of the weights instead of the element count.
+    divides by the sum of the weights instead of the element count, and ``denominator``
+    (batchmean's batch size) replaces the element count where given.
+
+    While an :class:`~fastloss.Accumulator` updates (:func:`fastloss._reduction.active`), the
+    reduction goes into its state instead and the result is the running sum.
     """
     dtype = arrays[0].dtype
     shapes = [a.shape for a in arrays]
@@ -250,22 +260,32 @@ def run(
             _launch(module, "map_value", n, (*flat, *typed, flat_loss))
         result = loss
     else:
-        if reduction == "mean":
-            if mean_by_weight and weight is not None:
-                denominator = float(np.sum(weight, dtype=np.float64))
-            else:
-                denominator = n
-        else:
-            denominator = 1.0
-        if return_grad:
-            scale = dtype.type(1.0 / denominator) if denominator else dtype.type(np.inf)
-            total = _launch(module, "reduce_value_grad", n, (*flat, *typed, scale, *flat_grads))
-        else:
-            total = _launch(module, "reduce_value", n, (*flat, *typed))
-        if reduction == "mean":
-            result = scalar(_divide(total, denominator))
-        else:
+        weights = flat[-1] if mean_by_weight and weight is not None else None
+        kind = "reduce_value_grad" if return_grad else "reduce_value"
+        grad_args = ()
+        sink = _reduction.active()
+        if sink is not None:
+            quantity = sink.quantity("loss", reduction, kernel_spec.log_factor and weight is None)
+            if return_grad:
+                grad_args = (sink.grad_scale(reduction, dtype), *flat_grads)
+            total = _reduction.accumulate(
+                quantity.sum, module, kind, n, tuple(flat), typed, grad_args
+            )
+            count = n if denominator is None else denominator
+            _reduction.add_denominator(quantity, weights, count, sink.start)
             result = scalar(total)
+        else:
+            if reduction != "mean":
+                denominator = 1.0
+            elif weights is not None:
+                denominator = sum_array(weights)
+            elif denominator is None:
+                denominator = n
+            if return_grad:
+                scale = dtype.type(1.0 / denominator) if denominator else dtype.type(np.inf)
+                grad_args = (scale, *flat_grads)
+            total = _reduce(module, kind, n, (*flat, *typed, *grad_args))
+            result = scalar(divide(total, denominator) if reduction == "mean" else total)
     if not return_grad:
         return result
 

@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from fastloss import _reduction
 from fastloss._intake import (
     check_reduction,
     compute_dtype,
@@ -553,6 +554,11 @@ def _keras_call(
     device = _on_device(x)
     shape = _device_shape(x, "input") if device else x.shape
     axes = _keras_axes(shape, axis)
+    if reduction == "sum" and 0 in axes and _reduction.active():
+        raise ValueError(
+            f"axis: an Accumulator's chunks are samples along axis 0, which this loss averages "
+            f"over (axis={axis!r}, input of shape {shape}); give inputs of shape (samples, ...)"
+        )
     per_sample = math.prod(shape[a] for a in axes)
     scale = 1.0 if reduction == "mean" or per_sample == 0 else 1.0 / per_sample
     result = _loss(

@@ -120,16 +120,15 @@ def kl_div(
     else:
         x = host_array(input, "input")
         shape = x.shape
-    scale, empty_batch = 1.0, False
-    if reduction == "batchmean":
-        reduction = "sum"
-        if shape:
-            batch = shape[0]
-            empty_batch = batch == 0
-            scale = 1.0 / batch if batch else 1.0
-    if device and empty_batch:
-        # every element is in the empty batch: the mean of nothing, 0 / 0, is the device NaN
-        reduction, empty_batch = "mean", False
+    scale, batch = 1.0, None
+    if reduction == "batchmean" and device:
+        # on the device the 1 / batch is applied to each element inside the pass; an empty
+        # batch is the mean of nothing, 0 / 0, the device NaN
+        reduction = "mean" if shape and not shape[0] else "sum"
+        scale = 1.0 / shape[0] if shape and shape[0] else 1.0
+    elif reduction == "batchmean":
+        # the sum over the batch size (a 0-d input is not divided, as in torch)
+        reduction, batch = "mean", (shape[0] if shape else 1)
     result = _loss(
         ("divergence", "KL_DIV"),
         {"input": x, "target": target},
@@ -138,11 +137,8 @@ def kl_div(
         flags=(bool(log_target),),
         return_grad=return_grad,
         out=out,
+        denominator=batch,
     )
-    if empty_batch:  # torch: a sum of nothing (0) over a batch of 0
-        if return_grad:
-            return result[0].dtype.type(np.nan), result[1]
-        return result.dtype.type(np.nan)
     return result
 
 

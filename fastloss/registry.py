@@ -9,7 +9,7 @@ and a generator of typical inputs (used by the demo job and the benchmarks).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -80,9 +80,36 @@ def _sparse_probability_inputs(rng: np.random.Generator, n: int, dtype) -> dict:
     return inputs
 
 
+def _empty_elements() -> dict:
+    return {"input": np.empty(0, np.float32), "target": np.empty(0, np.float32)}
+
+
+def _empty_focal() -> dict:
+    return {"inputs": np.empty(0, np.float32), "targets": np.empty(0, np.float32)}
+
+
+def _empty_index_rows() -> dict:
+    return {"input": np.empty((0, 1), np.float32), "target": np.empty(0, np.int64)}
+
+
+def _empty_probability_rows() -> dict:
+    return {"input": np.empty((0, 1), np.float32), "target": np.empty((0, 1), np.float32)}
+
+
+def _sqrt(value):
+    return type(value)(np.sqrt(value))
+
+
 @dataclass(frozen=True)
 class LossInfo:
-    """One registered loss."""
+    """One registered loss.
+
+    ``data`` names the arguments that are per-element (or per-row) arrays, the ones an
+    :class:`~fastloss.Accumulator` takes chunk by chunk; the others are options. ``finish``
+    turns the reduced value into the loss (rmse's square root); ``chunk_grad`` says whether a
+    chunk's gradient is known before the last chunk; ``empty_inputs`` is the one-shot call's
+    input of no elements.
+    """
 
     name: str
     function: Callable
@@ -92,10 +119,33 @@ class LossInfo:
     make_inputs: Callable[[np.random.Generator, int, type], dict] = field(
         default=_regression_inputs, repr=False
     )
+    data: tuple[str, ...] = ("input", "target")
+    finish: Callable | None = field(default=None, repr=False)
+    chunk_grad: bool = True
+    empty_inputs: Callable[[], dict] = field(default=_empty_elements, repr=False)
 
+
+_ROWS = {"empty_inputs": _empty_index_rows}
+_PROBABILITY_ROWS = {"empty_inputs": _empty_probability_rows}
+_SETTINGS = {
+    "mse_loss": {"data": ("input", "target", "weight")},
+    "l1_loss": {"data": ("input", "target", "weight")},
+    "huber_loss": {"data": ("input", "target", "weight")},
+    "gaussian_nll_loss": {"data": ("input", "target", "var")},
+    "rmse_loss": {"finish": _sqrt, "chunk_grad": False},
+    "binary_cross_entropy": {"data": ("input", "target", "weight")},
+    "binary_cross_entropy_with_logits": {"data": ("input", "target", "weight", "pos_weight")},
+    "sigmoid_focal_loss": {"data": ("inputs", "targets"), "empty_inputs": _empty_focal},
+    "cross_entropy": _ROWS,
+    "nll_loss": _ROWS,
+    "focal_loss": _ROWS,
+    "sparse_categorical_crossentropy": _ROWS,
+    "categorical_crossentropy": _PROBABILITY_ROWS,
+    "categorical_focal_crossentropy": _PROBABILITY_ROWS,
+}
 
 LOSSES: dict[str, LossInfo] = {
-    info.name: info
+    info.name: replace(info, **_SETTINGS.get(info.name, {}))
     for info in [
         LossInfo(
             "mse_loss", regression.mse_loss, "regression", "torch", "torch.nn.functional.mse_loss"

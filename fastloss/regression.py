@@ -56,11 +56,15 @@ def _loss(
     warn_shape: bool = False,
     return_grad: bool = False,
     out: object = None,
+    denominator: float | None = None,
 ):
-    """Shared intake of the elementwise regression losses: arrays, dtypes, shapes, launch."""
+    """Shared intake of the elementwise regression losses: arrays, dtypes, shapes, launch.
+
+    ``denominator`` replaces the element count of a mean (a batch mean's batch size; host
+    arrays only)."""
     reduction = check_reduction(reduction)
     kernel_spec = _elementwise.spec(*family_spec)
-    if weight is None and out is None:
+    if weight is None and out is None and denominator is None:
         result = _elementwise.run_plain(
             kernel_spec, list(arrays.values()), params, flags, reduction, return_grad
         )
@@ -111,6 +115,7 @@ def _loss(
         return_grad=return_grad,
         out=out,
         grad_dtypes=grad_dtypes,
+        denominator=denominator,
     )
 
 

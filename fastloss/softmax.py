@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from fastloss import _elementwise, _threading
-from fastloss._elementwise import _divide, _same_memory, check_out
+from fastloss import _elementwise, _reduction, _threading
+from fastloss._elementwise import _same_memory, check_out
 from fastloss._intake import (
     check_cast,
     check_nonnegative,
@@ -165,7 +165,9 @@ def _index_target(target: object, rows: _Rows, name: str = "target") -> np.ndarr
 def _checked_targets(
     flat: np.ndarray, rows: _Rows, ignore_index: int, weight: np.ndarray, has_weight: bool
 ):
-    bad, count, total = _module().check_targets(
+    """The count of rows not ignored and, with class weights, each row's weight (0 where
+    ignored, float64): a weighted mean's denominator is their sum under the contract."""
+    bad, count, _ = _module().check_targets(
         flat, rows.classes, int(ignore_index), weight, has_weight
     )
     if bad >= 0:
@@ -174,31 +176,51 @@ def _checked_targets(
             f"target: class index {int(flat[bad])} at position {tuple(int(i) for i in where)} "
             f"is out of range [0, {rows.classes}) and is not ignore_index ({ignore_index})"
         )
-    return count, total
+    if not has_weight:
+        return count, None
+    t = flat.astype(np.int64)
+    keep = t != ignore_index
+    return count, np.where(keep, weight[np.where(keep, t, 0)], 0).astype(np.float64)
 
 
-def _grad_scale(rows: _Rows, denominator: float):
+def _denominator(reduction: str, count: float, row_weights) -> float:
+    """The denominator of a mean (1 otherwise), for the gradient's scale."""
+    return _reduction.mean_denominator(count, row_weights) if reduction == "mean" else 1.0
+
+
+def _grad_scale(rows: _Rows, reduction: str, denominator: float, return_grad: bool):
     """The gradient's factor ``1 / denominator`` in the compute dtype (inf for 0, as the
-    elementwise losses)."""
-    return rows.dtype.type(1.0 / denominator if denominator else np.inf)
+    elementwise losses); an Accumulator's while one updates."""
+    return _reduction.grad_scale(reduction, rows.dtype, denominator, return_grad)
 
 
-def _loss_and_grad(row_loss, rows: _Rows, reduction, denominator, grad, return_grad, out):
+def _loss_and_grad(row_loss, rows: _Rows, reduction, mean, grad, return_grad, out):
     """The reduced loss, and the gradient in ``input``'s layout when asked."""
-    loss = _reduce_rows(row_loss, rows, reduction, denominator)
+    loss = _reduce_rows(row_loss, rows, reduction, *mean)
     if not return_grad:
         return loss
     return loss, rows.finish_grad(grad, out)
 
 
-def _reduce_rows(row_loss: np.ndarray, rows: _Rows, reduction: str, denominator: float):
-    scalar = rows.dtype.type
+def _reduce_rows(
+    row_loss: np.ndarray,
+    rows: _Rows,
+    reduction: str,
+    count: float = 0.0,
+    weights=None,
+    denominator=None,
+    name: str = "loss",
+    part: bool = True,
+):
+    """Per-row losses reduced under the contract: a mean by ``count`` or by the sum of the
+    row ``weights`` (``denominator``, when the caller has it)."""
     if reduction == "none":
         return row_loss.astype(rows.dtype).reshape(rows.batch_shape)
-    total = float(np.sum(row_loss))
-    if reduction == "sum":
-        return scalar(total)
-    return scalar(_divide(total, denominator))
+    value = _reduction.reduce_values(
+        row_loss, reduction, count=count, weights=weights, denominator=denominator, name=name,
+        part=part,
+    )  # fmt: skip
+    return rows.dtype.type(value)
 
 
 def _index_rows_call(
@@ -219,15 +241,17 @@ def _index_rows_call(
     return_grad: bool,
     out: object,
 ):
-    count, total_weight = _checked_targets(flat_target, rows, ignore_index, weight, has_weight)
+    count, row_weights = _checked_targets(flat_target, rows, ignore_index, weight, has_weight)
     scalar = rows.dtype.type
-    if reduction == "mean":
-        denominator = total_weight if has_weight else float(count)
-        if mean_over is not None:
-            denominator = mean_over
-        z_denominator = float(count)
-    else:
-        denominator = z_denominator = 1.0
+    z_count = float(count)
+    if mean_over is not None:  # Keras: the mean over every sample, or the unmasked ones
+        count, row_weights = mean_over, None
+    denominator = _denominator(reduction, count, row_weights)
+    if z_scale and row_weights is not None and return_grad and _reduction.active():
+        raise ValueError(
+            "z_loss_scale: an Accumulator's chunk gradient of a weighted cross-entropy with a "
+            "z-loss is not supported (the two means have different denominators)"
+        )
     grad = (
         rows.grad_buffer(out, weight, flat_target)
         if return_grad
@@ -252,21 +276,22 @@ def _index_rows_call(
             scalar(alpha),
             scalar(gamma),
             np.int64(mode),
-            _grad_scale(rows, denominator),
-            _grad_scale(rows, z_denominator),
+            _grad_scale(rows, reduction, denominator, return_grad),
+            _grad_scale(rows, reduction, z_count, return_grad),
             grad,
             row_loss,
             row_z,
         ),
     )
-    loss = _reduce_rows(row_loss, rows, reduction, denominator)
+    mean = (count, row_weights, denominator)
     if reduction == "mean" and z_scale:
         # z-loss is reduced over the rows not ignored, whatever the class weights
-        ce = _reduce_rows(row_loss - row_z, rows, "mean", denominator)
-        z = _reduce_rows(row_z, rows, "mean", z_denominator)
+        ce = _reduce_rows(row_loss - row_z, rows, "mean", *mean)
+        z = _reduce_rows(row_z, rows, "mean", z_count, name="z")
         loss = scalar(ce + z)
     else:
-        z = _reduce_rows(row_z, rows, reduction, z_denominator)
+        loss = _reduce_rows(row_loss, rows, reduction, *mean)
+        z = _reduce_rows(row_z, rows, reduction, z_count, part=False)
     return loss, z, (rows.finish_grad(grad, out) if return_grad else None)
 
 
@@ -484,7 +509,8 @@ def _prob_call(
     rows, probs, weight, has_weight, smoothing, spread, reduction, return_grad, out, z_scale=0.0
 ):
     """Cross-entropy against probability rows ``probs`` (laid out as ``rows.matrix``)."""
-    denominator = float(rows.rows) if reduction == "mean" else 1.0
+    count = float(rows.rows)
+    denominator = count if reduction == "mean" else 1.0
     grad = (
         rows.grad_buffer(out, probs, weight)
         if return_grad
@@ -493,7 +519,7 @@ def _prob_call(
     row_loss = np.empty(rows.rows, np.float64)
     row_z = np.empty(rows.rows, np.float64)
     scalar = rows.dtype.type
-    scale = _grad_scale(rows, denominator)
+    scale = _grad_scale(rows, reduction, denominator, return_grad)
     _launch(
         "prob_rows",
         rows.matrix.size,
@@ -512,8 +538,8 @@ def _prob_call(
             row_z,
         ),
     )
-    loss = _reduce_rows(row_loss, rows, reduction, denominator)
-    z = _reduce_rows(row_z, rows, reduction, denominator)
+    loss = _reduce_rows(row_loss, rows, reduction, count)
+    z = _reduce_rows(row_z, rows, reduction, count, part=False)
     return loss, z, (rows.finish_grad(grad, out) if return_grad else None)
 
 
@@ -552,8 +578,8 @@ def nll_loss(
     rows = _Rows(input)
     weight_array, has_weight = _class_weight(weight, rows)
     flat = _index_target(target, rows)
-    count, total_weight = _checked_targets(flat, rows, ignore_index, weight_array, has_weight)
-    denominator = (total_weight if has_weight else float(count)) if reduction == "mean" else 1.0
+    count, row_weights = _checked_targets(flat, rows, ignore_index, weight_array, has_weight)
+    denominator = _denominator(reduction, count, row_weights)
     grad = (
         rows.grad_buffer(out, weight_array, flat)
         if return_grad
@@ -569,12 +595,13 @@ def nll_loss(
             weight_array,
             has_weight,
             np.int64(ignore_index),
-            _grad_scale(rows, denominator),
+            _grad_scale(rows, reduction, denominator, return_grad),
             grad,
             row_loss,
         ),
     )
-    return _loss_and_grad(row_loss, rows, reduction, denominator, grad, return_grad, out)
+    mean = (count, row_weights, denominator)
+    return _loss_and_grad(row_loss, rows, reduction, mean, grad, return_grad, out)
 
 
 def focal_loss(
@@ -700,6 +727,7 @@ def _keras_call(
     out: object,
 ):
     denominator = mean_over if reduction == "mean" else 1.0
+    mean = (mean_over, None, denominator)
     # the gradient may be the input itself, never (part of) the target
     grad = rows.grad_buffer(out, target) if return_grad else np.empty((0, rows.classes), rows.dtype)
     row_loss = np.empty(rows.rows, np.float64)
@@ -722,12 +750,12 @@ def _keras_call(
             scalar(gamma),
             *_keras_clip(rows.dtype, mode),
             np.int64(ignore_class),
-            _grad_scale(rows, denominator),
+            _grad_scale(rows, reduction, denominator, return_grad),
             grad,
             row_loss,
         ),
     )
-    return _loss_and_grad(row_loss, rows, reduction, denominator, grad, return_grad, out)
+    return _loss_and_grad(row_loss, rows, reduction, mean, grad, return_grad, out)
 
 
 def _keras_device(input, target, axis, **options):

@@ -95,11 +95,6 @@ def _bce(x, t):
 
 
 @njit(**POINT_OPTIONS)
-def bce_value(x, t):
-    return _bce(x, t)
-
-
-@njit(**POINT_OPTIONS)
 def bce_value_grad(x, t):
     # torch's gradient: (x - t) / max((1 - x) x, 1e-12), not the derivative of the clamped
     # loss (at x = 0 or 1 it is +-t * 1e12, not 0).
@@ -112,22 +107,9 @@ def bce_value_grad(x, t):
 # --- binary cross-entropy on logits (torch) ----------------------------------------------------
 # (1 - t) x + (1 + (pw - 1) t) softplus(-x); derivative ((pw t + 1 - t) sigmoid(x) - pw t).
 @njit(**POINT_OPTIONS)
-def bce_logits_value(x, t):
-    e = exp(-abs(x))
-    return (const(x, 1.0) - t) * x + _softplus_neg(x, e)
-
-
-@njit(**POINT_OPTIONS)
 def bce_logits_value_grad(x, t):
     s, _, e = _sigmoid_pair(x)
     return (const(x, 1.0) - t) * x + _softplus_neg(x, e), s - t
-
-
-@njit(**POINT_OPTIONS)
-def bce_logits_pos_value(x, t, pw):
-    one = const(x, 1.0)
-    e = exp(-abs(x))
-    return (one - t) * x + ((pw - one) * t + one) * _softplus_neg(x, e)
 
 
 @njit(**POINT_OPTIONS)
@@ -159,12 +141,6 @@ def _focal(x, t, a1, a0, gamma, parity, square):
 
 
 @njit(**POINT_OPTIONS)
-def sigmoid_focal_value(x, t, a1, a0, gamma, parity, square):
-    _, _, ce, _, f, a = _focal(x, t, a1, a0, gamma, parity, square)
-    return a * (ce * f)
-
-
-@njit(**POINT_OPTIONS)
 def sigmoid_focal_value_grad(x, t, a1, a0, gamma, parity, square):
     one = const(x, 1.0)
     zero = const(x, 0.0)
@@ -191,16 +167,6 @@ def _keras_bce_prob(x, t, lo, hi):
     g = (xc - t) / ((one - xc) * xc)
     inside = (x >= lo) & (x <= hi)
     return v, (g if inside else const(x, 0.0))
-
-
-@njit(**POINT_OPTIONS)
-def keras_bce_value(x, t, lo, hi, sa, sb, scale, from_logits):
-    tt = t * sa + sb
-    if from_logits:
-        v = bce_logits_value(x, tt)
-    else:
-        v, _ = _keras_bce_prob(x, tt, lo, hi)
-    return v * scale
 
 
 @njit(**POINT_OPTIONS)
@@ -260,18 +226,6 @@ def _keras_focal(
 
 
 @njit(**POINT_OPTIONS)
-def keras_focal_value(
-    x, t, lo, hi, lp_lo, lq_lo, lp_hi, lq_hi, sa, sb, w1, w0, gamma, parity, scale, from_logits,
-    square,
-):  # fmt: skip
-    bce, _, f, _, _, w = _keras_focal(
-        x, t, lo, hi, lp_lo, lq_lo, lp_hi, lq_hi, sa, sb, w1, w0, gamma, parity, from_logits,
-        square,
-    )  # fmt: skip
-    return (w * (f * bce)) * scale
-
-
-@njit(**POINT_OPTIONS)
 def keras_focal_value_grad(
     x, t, lo, hi, lp_lo, lq_lo, lp_hi, lq_hi, sa, sb, w1, w0, gamma, parity, scale, from_logits,
     square,
@@ -284,30 +238,23 @@ def keras_focal_value_grad(
     return (w * (f * bce)) * scale, (w * g) * scale
 
 
-BCE = ElementwiseSpec("bce", bce_value, bce_value_grad, staged_sum=True)
-BCE_LOGITS = ElementwiseSpec("bce_logits", bce_logits_value, bce_logits_value_grad, staged_sum=True)
-BCE_LOGITS_POS = ElementwiseSpec(
-    "bce_logits_pos", bce_logits_pos_value, bce_logits_pos_value_grad, arrays=3, staged_sum=True
-)
+BCE = ElementwiseSpec("bce", bce_value_grad)
+BCE_LOGITS = ElementwiseSpec("bce_logits", bce_logits_value_grad)
+BCE_LOGITS_POS = ElementwiseSpec("bce_logits_pos", bce_logits_pos_value_grad, arrays=3)
 SIGMOID_FOCAL = ElementwiseSpec(
     "sigmoid_focal",
-    sigmoid_focal_value,
     sigmoid_focal_value_grad,
     params=("a1", "a0", "gamma", "parity"),
     flags=("square",),
-    staged_sum=True,
 )
 KERAS_BCE = ElementwiseSpec(
     "keras_bce",
-    keras_bce_value,
     keras_bce_value_grad,
     params=("lo", "hi", "sa", "sb", "scale"),
     flags=("from_logits",),
-    staged_sum=True,
 )
 KERAS_FOCAL = ElementwiseSpec(
     "keras_focal",
-    keras_focal_value,
     keras_focal_value_grad,
     params=(
         "lo",
@@ -325,5 +272,4 @@ KERAS_FOCAL = ElementwiseSpec(
         "scale",
     ),  # fmt: skip
     flags=("from_logits", "square"),
-    staged_sum=True,
 )

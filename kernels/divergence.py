@@ -18,17 +18,6 @@ from fastloss.kernels.vmath import exp, log
 # --- KL divergence (torch) ---------------------------------------------------------------------
 # t log t - t x (xlogy: 0 where t = 0), derivative -t; log_target: exp(t) (t - x), -exp(t).
 @njit(**POINT_OPTIONS)
-def kl_div_value(x, t, scale, log_target):
-    if log_target:
-        v = exp(t) * (t - x)
-    else:
-        zero = const(x, 0.0)
-        tl = t * log(t)
-        v = (zero if t == zero else tl) - t * x
-    return v * scale
-
-
-@njit(**POINT_OPTIONS)
 def kl_div_value_grad(x, t, scale, log_target):
     if log_target:
         et = exp(t)
@@ -44,9 +33,7 @@ def kl_div_value_grad(x, t, scale, log_target):
 
 KL_DIV = ElementwiseSpec(
     "kl_div",
-    kl_div_value,
     kl_div_value_grad,
     params=("scale",),
     flags=("log_target",),
-    staged_sum=True,
 )

@@ -1,18 +1,21 @@
 """The factory of elementwise losses: one declaration, every kernel.
 
-An elementwise loss is declared by an :class:`ElementwiseSpec`: its two point functions
-(``value`` and ``value_grad`` at one element), how many arrays it reads per element, how many
-gradients it writes, its runtime scalar parameters and its compile-time flags. From that the
-factory builds, per CPU target:
+An elementwise loss is declared by an :class:`ElementwiseSpec`: its point function
+(``value_grad``: the loss at one element and its derivatives), how many arrays it reads per
+element, how many gradients it writes, its runtime scalar parameters and its compile-time flags.
+From that the factory builds, per CPU target:
 
-``reduce_value``       forward only, returns the float64 sum of the element losses
-``reduce_value_grad``  fused forward+backward: writes ``grad = scale * dloss/dx`` and returns
-                       the float64 sum
+``reduce_value``       forward only: the element losses into the reduction state
+``reduce_value_grad``  fused forward+backward: writes ``grad = scale * dloss/dx`` and reduces
 ``map_value``          writes the element losses (``reduction="none"``)
 ``map_value_grad``     writes the element losses and the scaled gradient
+``stage_value[_grad]`` writes the values a reduction adds (the first elements of a run that
+                       starts inside a segment, kept raw by its state)
 
-each in a serial and a ``prange`` variant, and, with ``weighted``, variants that multiply every
-element's loss and gradient by a weight array.
+the first four in a serial and a ``prange`` variant, and, with ``weighted``, variants that
+multiply every element's loss and gradient by a weight array. The forward-only kernels call
+``value_grad`` too and leave the derivatives unused: a loss is one definition, and its value
+does not depend on whether its gradient is asked for.
 
 Why generated source: Numba cannot cache a kernel that closes over another jitted function (the
 closure's pickle holds a per-process id, so every process misses the cache), and it refuses to
@@ -21,26 +24,28 @@ in a versioned directory and imports it: the point functions are plain module gl
 ``cache=True`` works, and the directory name carries a hash of every kernel source so an edit
 to a point function can never be served from a stale cache.
 
-Deterministic reductions: the data is cut into blocks of ``BLOCK`` elements, a constant that
-does not depend on the thread count; each block sums in float64 and the block partials are
-added in block order. The serial and the parallel variant run the same block code, so the loss
-has the same bits whatever the thread count and whichever variant ran.
+Reductions follow the contract of :mod:`fastloss.kernels.reduction` (segments of 256 elements,
+16 float64 lanes, a fixed tree): the loss's bits are a function of the element values and their
+positions only, the same for the serial and the parallel variant, any thread count and any
+chunking. A reduction kernel takes the state of the run it continues (``start``, the lanes of the
+segment in progress, the stack of completed nodes) and returns the updated state with the sum.
+Each parallel task (``TASK_SEGMENTS`` aligned segments) runs an element loop over a segment that
+stores the element values in the input's precision (full vector width), then adds them into the
+lanes a row of 16 at a time; its nodes join the run's stack in order.
 
 Logarithmic factors (``ElementwiseSpec.log_factor``): a loss of the form ``v + log(f)`` with
 ``f`` in ``[1/2, 1]`` (log-cosh: ``|d| + log((1 + e**(-2|d|)) / 2)``) is reduced without a
-logarithm per element: ``sum(log f) = log(prod f)``, the product taken in float64 over one stage
-(``1.5 f`` in ``[0.75, 1.5]``: ``STAGE`` factors stay between ``2**-425`` and ``2**599``) and
-one ``log`` per stage. That is more accurate than a float32 ``log`` per element (the product's
-rounding is float64's) and takes the logarithm, a third of log-cosh's arithmetic, out of the
-element loop. Elementwise outputs (``reduction="none"``), weighted kernels and the CUDA kernels
-form ``v + log(f)`` per element.
+logarithm per element: ``sum(log f) = log(prod f)``, the product of ``1.5 f`` taken in float64
+lanes over one segment and one ``log`` per segment. That is more accurate than a float32 ``log``
+per element (the product's rounding is float64's) and takes the logarithm, a third of log-cosh's
+arithmetic, out of the element loop. Elementwise outputs (``reduction="none"``), weighted
+kernels and the CUDA kernels form ``v + log(f)`` per element.
 """
 
 from __future__ import annotations
 
 import hashlib
 import importlib.util
-import math
 import os
 import sys
 import tempfile
@@ -51,12 +56,14 @@ from types import ModuleType
 
 import numba
 
-# Elements per reduction block: fixed, never derived from the thread count.
+from fastloss.kernels._jit import SEGMENT, TASK_SEGMENTS
+
+# Elements per parallel block of the elementwise outputs (reduction="none").
 BLOCK = 1 << 16
-# Elements per stage of a staged sum (see ElementwiseSpec.staged_sum): fits in L1 cache.
-STAGE = 1 << 10
-# Scale of the logarithmic factors in a stage's product (see ElementwiseSpec.log_factor).
-FACTOR_SCALE = 1.5
+# Segments whose element values one element loop stores before the lane loops add them.
+STAGE_SEGMENTS = int(os.environ.get("FASTLOSS_STAGE_SEGMENTS", 1))
+# Nodes a parallel task's stack can hold: a task covers at most TASK_SEGMENTS aligned segments.
+TASK_STACK = 2 * TASK_SEGMENTS.bit_length() + 2
 
 KINDS = ("reduce_value", "reduce_value_grad", "map_value", "map_value_grad")
 
@@ -69,10 +76,9 @@ class ElementwiseSpec:
     ----------
     name
         Identifier of the kernel family (used in generated file names).
-    value, value_grad
-        Jitted point functions. ``value(a0, ..., p0, ..., FLAG0, ...)`` returns the loss of one
-        element; ``value_grad`` returns ``(loss, d0, ...)`` with one derivative per entry of
-        ``grads``.
+    value_grad
+        The jitted point function: ``value_grad(a0, ..., p0, ..., FLAG0, ...)`` returns
+        ``(loss, d0, ...)`` at one element, one derivative per entry of ``grads``.
     arrays
         Number of arrays read per element (input, target[, var]).
     grads
@@ -81,32 +87,26 @@ class ElementwiseSpec:
         Names of runtime scalar parameters, passed in the compute dtype.
     flags
         Names of compile-time boolean options; each combination is its own kernel module.
-    staged_sum
-        Reduce in two loops per stage of ``STAGE`` elements: the element loop stores the losses,
-        a second loop adds them in float64. For losses whose element work is heavy (exp, log):
-        a float64 accumulator in the element loop halves its float32 vector width.
     log_factor
-        The point functions return the loss as two numbers ``v, f`` (``v, f, d0, ...`` from
-        ``value_grad``): the element's loss is ``v + log(f)``, and ``f`` lies in ``[1/2, 1]``
-        (or is NaN). Unweighted reductions multiply the ``f`` of a stage in float64 and take one
-        logarithm per stage (see the module docstring). Requires ``staged_sum``.
+        The point function returns the loss as two numbers ``v, f`` (``v, f, d0, ...``): the
+        element's loss is ``v + log(f)``, and ``f`` lies in ``[1/2, 1]`` (or is NaN). Unweighted
+        reductions multiply the ``f`` of a segment in float64 lanes and take one logarithm per
+        segment (see the module docstring).
+    grad_factor
+        A constant factor of every derivative, applied after the element's weight (mse's 2):
+        ``2 (d w)`` stays finite where ``2 d`` overflows and ``w`` is 0, as torch evaluates it.
 
     Specs compare and hash by identity: each is declared once, in its family's module.
     """
 
     name: str
-    value: object
     value_grad: object
     arrays: int = 2
     grads: tuple[int, ...] = (0,)
     params: tuple[str, ...] = ()
     flags: tuple[str, ...] = ()
-    staged_sum: bool = False
     log_factor: bool = False
-
-    def __post_init__(self) -> None:
-        if self.log_factor and not self.staged_sum:
-            raise ValueError(f"{self.name}: log_factor needs staged_sum")
+    grad_factor: float = 1.0
 
 
 def _source_hash() -> str:
@@ -160,147 +160,254 @@ def generated_dir() -> Path:
     raise OSError(f"fastloss: no writable cache directory among {[str(r) for r in roots]}")
 
 
-def _args(spec: ElementwiseSpec, kind: str, weighted: bool) -> tuple[list[str], list[str]]:
-    arrays = [f"a{i}" for i in range(spec.arrays)] + (["w"] if weighted else [])
-    params = [f"p{i}" for i in range(len(spec.params))]
-    outputs = []
-    if kind.startswith("map"):
-        outputs.append("loss")
-    if kind.endswith("grad"):
-        outputs += ["scale"] + [f"g{j}" for j in range(len(spec.grads))]
-    return arrays + params + outputs, arrays
-
-
 def point_statements(
     spec: ElementwiseSpec,
     point_args: list[str],
     with_grad: bool,
     weight: str | None,
     combine: bool = True,
+    suffix: str = "",
 ) -> list[str]:
     """The statements of one element, for every target's kernels: ``v`` (and ``d0, ...``)
-    from the point function, multiplied by the element's ``weight`` expression if given.
+    from the point function, multiplied by the element's ``weight`` expression if given; each
+    name carries ``suffix`` (the lane of a row written out element by element).
 
     With ``spec.log_factor``, ``combine`` forms the element's loss ``v = v + log(f)``; without
-    it ``v`` and ``f`` are left apart, for a stage's product (unweighted only)."""
-    derivs = [f"d{j}" for j in range(len(spec.grads))]
-    results = ["v"] + (["f"] if spec.log_factor else []) + (derivs if with_grad else [])
-    function = "value_grad" if with_grad else "value"
-    lines = [f"{', '.join(results)} = {function}({', '.join(point_args)})"]
+    it ``v`` and ``f`` are left apart, for a segment's product (unweighted only)."""
+    v, f = f"v{suffix}", f"f{suffix}"
+    derivs = [f"d{j}{suffix}" for j in range(len(spec.grads))]
+    # The forward-only kernels call value_grad too and leave its derivatives unused (LLVM
+    # drops them): an element's loss is one instruction sequence, with or without gradient.
+    unused = [f"_{d}" for d in derivs]
+    results = [v] + ([f] if spec.log_factor else []) + (derivs if with_grad else unused)
+    lines = [f"{', '.join(results)} = value_grad({', '.join(point_args)})"]
     if spec.log_factor and combine:
-        lines.append("v = v + log(f)")
+        lines.append(f"{v} = {v} + log({f})")
     elif spec.log_factor and weight is not None:
         raise ValueError(f"{spec.name}: a weighted element's loss combines its log factor")
     if weight is not None:
-        lines.append(f"v = v * {weight}")
+        lines.append(f"{v} = {v} * {weight}")
         lines += [f"{d} = {d} * {weight}" for d in derivs] if with_grad else []
+    if spec.grad_factor != 1.0 and with_grad:
+        lines += [f"{d} = {d} * const({d}, {spec.grad_factor!r})" for d in derivs]
     return lines
 
 
-def _kernel_source(spec: ElementwiseSpec, kind: str, parallel: bool, weighted: bool) -> str:
-    signature, arrays = _args(spec, kind, weighted)
-    with_grad = kind.endswith("grad")
-    reduce = kind.startswith("reduce")
-    staged = reduce and spec.staged_sum
-    grads = [f"g{j}" for j in range(len(spec.grads))]
-    sliced = arrays + (["loss"] if not reduce else []) + (grads if with_grad else [])
-    # The element loop reads s_<name>[i]: the block's slice, or the stage's slice of it.
-    view = "t_" if staged else "s_"
-    point_args = [f"{view}{a}[i]" for a in arrays if a != "w"]
-    point_args += [f"p{i}" for i in range(len(spec.params))]
-    point_args += [f"FLAG_{f.upper()}" for f in spec.flags]
-    name = f"{kind}_{'parallel' if parallel else 'serial'}"
+class _Kernel:
+    """Names shared by the source of one kernel: its arrays, parameters and gradients."""
 
+    def __init__(self, spec: ElementwiseSpec, weighted: bool, with_grad: bool):
+        self.spec = spec
+        self.weighted = weighted
+        self.with_grad = with_grad
+        self.inputs = [f"a{i}" for i in range(spec.arrays)]
+        self.arrays = self.inputs + (["w"] if weighted else [])
+        self.params = [f"p{i}" for i in range(len(spec.params))]
+        self.flags = [f"FLAG_{f.upper()}" for f in spec.flags]
+        self.grads = [f"g{j}" for j in range(len(spec.grads))] if with_grad else []
+        # unweighted log-factor losses keep v and f apart: a product per segment
+        self.product = spec.log_factor and not weighted
+
+    def element(self, index: str, view: str = "", suffix: str = "") -> list[str]:
+        """Point statements of element ``index`` of the arrays (``view`` prefixes their
+        names), and the gradient stores."""
+        point_args = [f"{view}{a}[{index}]" for a in self.inputs]
+        point_args += self.params + self.flags
+        weight = f"{view}w[{index}]" if self.weighted else None
+        lines = point_statements(
+            self.spec, point_args, self.with_grad, weight, combine=not self.product, suffix=suffix
+        )
+        lines += [f"{view}{g}[{index}] = d{j}{suffix} * scale" for j, g in enumerate(self.grads)]
+        return lines
+
+    def lane_updates(self, lane: str, suffix: str = "") -> list[str]:
+        lines = [f"sums = lanes_add_at(sums, {lane}, v{suffix})"]
+        if self.product:
+            lines.append(f"products = lanes_mul_at(products, {lane}, f{suffix}, FACTOR_SCALE)")
+        return lines
+
+
+def _indent(lines: list[str], depth: int) -> list[str]:
+    return ["    " * depth + line for line in lines]
+
+
+def _map_source(spec: ElementwiseSpec, kind: str, parallel: bool, weighted: bool) -> str:
+    """``map_value`` / ``map_value_grad``: the element losses (and the scaled gradient)."""
+    k = _Kernel(spec, weighted, kind.endswith("grad"))
+    outputs = ["loss"] + (["scale"] + k.grads if k.with_grad else [])
+    name = f"{kind}_{'parallel' if parallel else 'serial'}"
+    sliced = k.arrays + ["loss"] + k.grads
     lines = [
         f"@njit(parallel={parallel}, **KERNEL_OPTIONS)",
-        f"def {name}({', '.join(signature)}):",
+        f"def {name}({', '.join(k.arrays + k.params + outputs)}):",
         "    n = a0.size",
         "    nblocks = (n + BLOCK - 1) // BLOCK",
-    ]
-    if reduce:
-        lines.append("    partials = np.empty(nblocks, np.float64)")
-    lines += [
         f"    for b in {'prange' if parallel else 'range'}(nblocks):",
         "        lo = b * BLOCK",
         "        hi = min(lo + BLOCK, n)",
     ]
     # Slices, not a signed range(lo, hi) index: no wraparound code in the inner loop.
     lines += [f"        s_{a} = {a}[lo:hi]" for a in sliced]
-    if reduce:
-        lines.append("        acc = 0.0")
-    # Unweighted reductions of a log-factor loss multiply the factors of a stage.
-    product = staged and spec.log_factor and not weighted
-    weight = f"{view}w[i]" if weighted else None
-    body = point_statements(spec, point_args, with_grad, weight, combine=not product)
-    if with_grad:
-        body += [f"{view}g{j}[i] = d{j} * scale" for j in range(len(spec.grads))]
-    if staged:
-        # The element loop stays in the input's precision (full vector width) and stores the
-        # losses; a second loop adds them in float64, in the same fixed order every run.
-        lines.append("        stage = np.empty(STAGE, a0.dtype)")
-        if product:
-            lines.append("        stage_f = np.empty(STAGE, a0.dtype)")
-        lines += [
-            "        for c in range(0, hi - lo, STAGE):",
-            "            e = min(c + STAGE, hi - lo)",
-        ]
-        lines += [f"            t_{a} = s_{a}[c:e]" for a in sliced]
-        lines.append("            for i in range(e - c):")
-        stores = ["stage[i] = v"] + (["stage_f[i] = f"] if product else [])
-        lines += ["                " + line for line in body + stores]
-        if product:
-            lines += [
-                "            prod = 1.0",
-                "            for i in range(e - c):",
-                "                acc += np.float64(stage[i])",
-                "                prod *= np.float64(stage_f[i]) * FACTOR_SCALE",
-                "            acc += log(prod) - (e - c) * LOG_FACTOR_SCALE",
-            ]
-        else:
-            lines += [
-                "            for i in range(e - c):",
-                "                acc += np.float64(stage[i])",
-            ]
-    else:
-        lines.append("        for i in range(hi - lo):")
-        lines += ["            " + line for line in body]
-        lines.append("            acc += np.float64(v)" if reduce else "            s_loss[i] = v")
-    if reduce:
-        lines += [
-            "        partials[b] = acc",
-            "    total = 0.0",
-            "    for b in range(nblocks):",
-            "        total += partials[b]",
-            "    return total",
-        ]
+    lines.append("        for i in range(hi - lo):")
+    body = point_statements(spec, [f"s_{a}[i]" for a in k.inputs] + k.params + k.flags,
+                            k.with_grad, "s_w[i]" if weighted else None)  # fmt: skip
+    body += [f"s_{g}[i] = d{j} * scale" for j, g in enumerate(k.grads)]
+    body.append("s_loss[i] = v")
+    lines += _indent(body, 3)
+    return "\n".join(lines) + "\n"
+
+
+def _stage_source(spec: ElementwiseSpec, kind: str, weighted: bool) -> str:
+    """``stage_value`` / ``stage_value_grad`` (serial): each element's ``v`` (and ``f``) as
+    the reduction adds them, for the elements of a run that precede its first segment."""
+    k = _Kernel(spec, weighted, kind.endswith("grad"))
+    outputs = (["scale"] + k.grads if k.with_grad else []) + ["out_v", "out_f"]
+    lines = [
+        "@njit(parallel=False, **KERNEL_OPTIONS)",
+        f"def {kind}({', '.join(k.arrays + k.params + outputs)}):",
+        "    for i in range(a0.size):",
+    ]
+    body = k.element("i") + ["out_v[i] = v"] + (["out_f[i] = f"] if k.product else [])
+    lines += _indent(body, 2)
+    return "\n".join(lines) + "\n"
+
+
+def _reduce_source(spec: ElementwiseSpec, kind: str, parallel: bool, weighted: bool) -> str:
+    """``reduce_value`` / ``reduce_value_grad``: one run of elements into the reduction state.
+
+    Arguments after the loss's own: ``start`` (the global position of element 0), ``state``
+    (the lanes of the segment in progress at ``start``, updated to those at the end),
+    ``levels, indices, values, depth`` (the stack of completed nodes). Returns the new depth
+    and the sum of the run ``[0, start + n)`` (meaningful where ``start`` is 0). See
+    :mod:`fastloss.kernels.reduction` for the contract.
+    """
+    k = _Kernel(spec, weighted, kind.endswith("grad"))
+    outputs = ["scale"] + k.grads if k.with_grad else []
+    state = ["start", "state", "levels", "indices", "values", "depth"]
+    name = f"{kind}_{'parallel' if parallel else 'serial'}"
+    sliced = k.arrays + k.grads
+    product = "True" if k.product else "False"
+    reset = ["lanes_store(lanes_fill(0.0), state, 0)", "lanes_store(lanes_fill(1.0), state, LANES)"]
+    lines = [
+        f"@njit(parallel={parallel}, **KERNEL_OPTIONS)",
+        f"def {name}({', '.join(k.arrays + k.params + outputs + state)}):",
+        "    n = a0.size",
+        "    position = start % SEGMENT",
+        "    head = min(n, (SEGMENT - position) % SEGMENT)",
+        "    if head:",
+        "        sums = lanes_load(state, 0)",
+        "        products = lanes_load(state, LANES)",
+        "        for i in range(head):",
+    ]
+    lines += _indent(k.element("i") + k.lane_updates("(position + i) % LANES"), 3)
+    lines += [
+        "        lanes_store(sums, state, 0)",
+        "        lanes_store(products, state, LANES)",
+        "        if position + head == SEGMENT:",
+        f"            closed = segment_value(state, SEGMENT, {product})",
+        "            depth = push(levels, indices, values, depth, 0, start // SEGMENT, closed)",
+        *_indent(reset, 3),
+        "    body = n - head",
+        "    full = body // SEGMENT",
+        "    first = (start + head) // SEGMENT",
+        "    task0 = first // TASK_SEGMENTS",
+        "    tasks = (first + full + TASK_SEGMENTS - 1) // TASK_SEGMENTS - task0 if full else 0",
+        "    task_levels = np.empty((tasks, TASK_STACK), np.int64)",
+        "    task_indices = np.empty((tasks, TASK_STACK), np.int64)",
+        "    task_values = np.empty((tasks, TASK_STACK), np.float64)",
+        "    task_depths = np.empty(tasks, np.int64)",
+        f"    for k in {'prange' if parallel else 'range'}(tasks):",
+        "        s0 = max(first, (task0 + k) * TASK_SEGMENTS)",
+        "        s1 = min(first + full, (task0 + k + 1) * TASK_SEGMENTS)",
+    ]
+    # The element loop stays in the input's precision (full vector width) and stores the
+    # values of STAGE_SEGMENTS segments; the lane loop adds each segment's, a row of LANES at a
+    # time. (Written out 16 elements to a row for LLVM's SLP vectoriser instead, the loss of a
+    # segment needs no stage, but SLP leaves the selects of l1, huber or mape scalar: 5x slower.)
+    lines.append("        stage = np.empty(STAGE, a0.dtype)")
+    if k.product:
+        lines.append("        stage_f = np.empty(STAGE, a0.dtype)")
+    lines += [
+        "        d = 0",
+        "        for s in range(s0, s1, STAGE_SEGMENTS):",
+        "            group = min(STAGE_SEGMENTS, s1 - s)",
+        "            lo = head + (s - first) * SEGMENT",
+        "            hi = lo + group * SEGMENT",
+    ]
+    lines += [f"            s_{a} = {a}[lo:hi]" for a in sliced]
+    lines.append("            for i in range(hi - lo):")
+    body = k.element("i", "s_") + ["stage[i] = v"] + (["stage_f[i] = f"] if k.product else [])
+    lines += _indent(body, 4)
+    lines += [
+        "            for c in range(group):",
+        "                sums = lanes_fill(0.0)",
+        "                products = lanes_fill(1.0)",
+        "                for r in range(c * SEGMENT, (c + 1) * SEGMENT, LANES):",
+        "                    sums = lanes_add_row(sums, stage, r)",
+    ]
+    if k.product:
+        lines.append(
+            "                    products = lanes_mul_row(products, stage_f, r, FACTOR_SCALE)"
+        )
+    lines += [
+        f"                completed = close(sums, products, SEGMENT, {product})",
+        "                d = push(task_levels[k], task_indices[k], task_values[k], d, 0, s + c,",
+        "                         completed)",
+        "        task_depths[k] = d",
+        "    for k in range(tasks):",
+        "        for j in range(task_depths[k]):",
+        "            depth = push(levels, indices, values, depth, task_levels[k, j],",
+        "                         task_indices[k, j], task_values[k, j])",
+        "    rest = body - full * SEGMENT",
+        "    if rest:",
+        "        lo = head + full * SEGMENT",
+        "        sums = lanes_fill(0.0)",
+        "        products = lanes_fill(1.0)",
+        "        for i in range(lo, n):",
+    ]
+    lines += _indent(k.element("i") + k.lane_updates("(i - lo) % LANES"), 3)
+    lines += [
+        "        lanes_store(sums, state, 0)",
+        "        lanes_store(products, state, LANES)",
+        f"    return depth, fold(levels, indices, values, depth, state, start + n, {product})",
+    ]
     return "\n".join(lines) + "\n"
 
 
 def module_source(spec: ElementwiseSpec, flags: tuple[bool, ...], weighted: bool) -> str:
     """Source of the generated module holding every kernel of ``spec`` for these options."""
-    value, value_grad = spec.value, spec.value_grad
+    value_grad = spec.value_grad
     header = [
         f'"""Kernels of {spec.name} generated by fastloss.kernels.elementwise; do not edit."""',
         "",
         "import numpy as np",
         "from numba import njit, prange",
         "",
-        "from fastloss.kernels._jit import KERNEL_OPTIONS",
+        "from fastloss.kernels._jit import KERNEL_OPTIONS, LANES, SEGMENT, TASK_SEGMENTS",
+        "from fastloss.kernels.reduction import (",
+        "    FACTOR_SCALE, close, fold, lanes_add_at, lanes_add_row, lanes_fill, lanes_load,",
+        "    lanes_mul_at, lanes_mul_row, lanes_store, push, segment_value,",
+        ")",
+        "from fastloss.kernels.scalar import const",
         "from fastloss.kernels.vmath import log",
-        f"from {value.__module__} import {value.__name__} as value",
         f"from {value_grad.__module__} import {value_grad.__name__} as value_grad",
         "",
         f"BLOCK = {BLOCK}",
-        f"STAGE = {STAGE}",
-        f"FACTOR_SCALE = {FACTOR_SCALE!r}",
-        f"LOG_FACTOR_SCALE = {math.log(FACTOR_SCALE)!r}",
+        f"TASK_STACK = {TASK_STACK}",
+        f"STAGE_SEGMENTS = {STAGE_SEGMENTS}",
+        f"STAGE = {STAGE_SEGMENTS * SEGMENT}",
     ]
     for name, v in zip(spec.flags, flags, strict=True):
         header.append(f"FLAG_{name.upper()} = {bool(v)}")
     parts = ["\n".join(header) + "\n"]
-    for kind in KINDS:
+    for kind in ("reduce_value", "reduce_value_grad"):
         for parallel in (False, True):
-            parts.append(_kernel_source(spec, kind, parallel, weighted))
+            parts.append(_reduce_source(spec, kind, parallel, weighted))
+    for kind in ("map_value", "map_value_grad"):
+        for parallel in (False, True):
+            parts.append(_map_source(spec, kind, parallel, weighted))
+    for kind in ("stage_value", "stage_value_grad"):
+        parts.append(_stage_source(spec, kind, weighted))
     return "\n\n".join(parts)
 
 

@@ -21,25 +21,14 @@ LOG_2PI = math.log(2.0 * math.pi)
 TWO_PI = 2.0 * math.pi
 
 
-# --- squared error: d**2, derivative 2 d -------------------------------------------------------
-@njit(**POINT_OPTIONS)
-def mse_value(x, t):
-    d = x - t
-    return d * d
-
-
+# --- squared error: d**2, derivative 2 d (the factor 2 applied by the factory) ----------------
 @njit(**POINT_OPTIONS)
 def mse_value_grad(x, t):
     d = x - t
-    return d * d, d + d
+    return d * d, d
 
 
 # --- absolute error: |d|, derivative sign(d) ---------------------------------------------------
-@njit(**POINT_OPTIONS)
-def l1_value(x, t):
-    return abs(x - t)
-
-
 @njit(**POINT_OPTIONS)
 def l1_value_grad(x, t):
     d = x - t
@@ -51,13 +40,6 @@ def l1_value_grad(x, t):
 # 0.5 d**2 inside (d - d/2 is exact), delta (|d| - delta/2) outside, the same roundings as the
 # two-branch form, and no |d|, compare and select of its own.
 @njit(**POINT_OPTIONS)
-def huber_value(x, t, delta):
-    d = x - t
-    g = -delta if d < -delta else (delta if d > delta else d)
-    return g * (d - const(d, 0.5) * g)
-
-
-@njit(**POINT_OPTIONS)
 def huber_value_grad(x, t, delta):
     d = x - t
     g = -delta if d < -delta else (delta if d > delta else d)
@@ -66,14 +48,6 @@ def huber_value_grad(x, t, delta):
 
 # --- smooth L1: 0.5 d**2 / beta if |d| < beta else |d| - 0.5 beta ------------------------------
 # derivative clamp(d / beta, -1, 1); beta = 0 is dispatched to l1.
-@njit(**POINT_OPTIONS)
-def smooth_l1_value(x, t, beta):
-    d = x - t
-    ad = abs(d)
-    half = const(d, 0.5)
-    return half * d * d / beta if ad < beta else ad - half * beta
-
-
 @njit(**POINT_OPTIONS)
 def smooth_l1_value_grad(x, t, beta):
     d = x - t
@@ -92,17 +66,6 @@ def smooth_l1_value_grad(x, t, beta):
 @njit(**POINT_OPTIONS)
 def _stirling(t):
     return t * log(t) - t + const(t, 0.5) * log(const(t, TWO_PI) * t)
-
-
-@njit(**POINT_OPTIONS)
-def poisson_nll_value(x, t, eps, log_input, full):
-    if log_input:
-        v = exp(x) - t * x
-    else:
-        v = x - t * log(x + eps)
-    if full and not t <= const(t, 1.0):
-        v = v + _stirling(t)
-    return v
 
 
 @njit(**POINT_OPTIONS)
@@ -128,17 +91,6 @@ def poisson_nll_value_grad(x, t, eps, log_input, full):
 @njit(**POINT_OPTIONS)
 def _clamped_var(var, eps):
     return var if var >= eps else (eps if var >= const(var, 0.0) else const(var, math.nan))
-
-
-@njit(**POINT_OPTIONS)
-def gaussian_nll_value(x, t, var, eps, full):
-    v = _clamped_var(var, eps)
-    d = x - t
-    half = const(d, 0.5)
-    loss = half * (log(v) + d * d / v)
-    if full:
-        loss = loss + const(d, 0.5 * LOG_2PI)
-    return loss
 
 
 @njit(**POINT_OPTIONS)
@@ -173,15 +125,6 @@ NEG_2_LOG2E = -2.0 / math.log(2.0)
 
 
 @njit(**POINT_OPTIONS)
-def log_cosh_value(x, t):
-    d = x - t
-    a = abs(d)
-    e = exp2_nonpos(const(d, NEG_2_LOG2E) * a)
-    half = const(d, 0.5)
-    return a, half + half * e
-
-
-@njit(**POINT_OPTIONS)
 def log_cosh_value_grad(x, t):
     d = x - t
     a = abs(d)
@@ -195,13 +138,6 @@ def log_cosh_value_grad(x, t):
 # --- squared logarithmic error (as Keras): (log(max(x, eps) + 1) - log(max(t, eps) + 1))**2 ---
 # Keras's gradient through maximum(): 1 above eps, 0 below, 1/2 at a tie (torch's maximum).
 @njit(**POINT_OPTIONS)
-def msle_value(x, t, eps):
-    one = const(x, 1.0)
-    r = log((eps if x < eps else x) + one) - log((eps if t < eps else t) + one)
-    return r * r
-
-
-@njit(**POINT_OPTIONS)
 def msle_value_grad(x, t, eps):
     one = const(x, 1.0)
     xc = eps if x < eps else x
@@ -214,12 +150,6 @@ def msle_value_grad(x, t, eps):
 
 # --- absolute percentage error (as Keras): 100 |(t - x) / max(|t|, eps)| -----------------------
 @njit(**POINT_OPTIONS)
-def mape_value(x, t, eps):
-    at = abs(t)
-    return abs((t - x) / (eps if at < eps else at)) * const(x, 100.0)
-
-
-@njit(**POINT_OPTIONS)
 def mape_value_grad(x, t, eps):
     at = abs(t)
     m = eps if at < eps else at
@@ -227,38 +157,30 @@ def mape_value_grad(x, t, eps):
     return abs(q) * const(x, 100.0), -sign(q) * const(x, 100.0) / m
 
 
-MSE = ElementwiseSpec("mse", mse_value, mse_value_grad)
-L1 = ElementwiseSpec("l1", l1_value, l1_value_grad)
-HUBER = ElementwiseSpec("huber", huber_value, huber_value_grad, params=("delta",))
-SMOOTH_L1 = ElementwiseSpec("smooth_l1", smooth_l1_value, smooth_l1_value_grad, params=("beta",))
+MSE = ElementwiseSpec("mse", mse_value_grad, grad_factor=2.0)
+L1 = ElementwiseSpec("l1", l1_value_grad)
+HUBER = ElementwiseSpec("huber", huber_value_grad, params=("delta",))
+SMOOTH_L1 = ElementwiseSpec("smooth_l1", smooth_l1_value_grad, params=("beta",))
 POISSON_NLL = ElementwiseSpec(
     "poisson_nll",
-    poisson_nll_value,
     poisson_nll_value_grad,
     params=("eps",),
     flags=("log_input", "full"),
-    staged_sum=True,
 )
 GAUSSIAN_NLL = ElementwiseSpec(
     "gaussian_nll",
-    gaussian_nll_value,
     gaussian_nll_value_grad,
     arrays=3,
     grads=(0, 2),
     params=("eps",),
     flags=("full",),
-    staged_sum=True,
 )
 GAUSSIAN_NLL_SCALAR_VAR = ElementwiseSpec(
     "gaussian_nll_scalar_var",
-    gaussian_nll_value,
     gaussian_nll_input_grad,
     params=("var", "eps"),
     flags=("full",),
-    staged_sum=True,
 )
-LOG_COSH = ElementwiseSpec(
-    "log_cosh", log_cosh_value, log_cosh_value_grad, staged_sum=True, log_factor=True
-)
-MSLE = ElementwiseSpec("msle", msle_value, msle_value_grad, params=("eps",), staged_sum=True)
-MAPE = ElementwiseSpec("mape", mape_value, mape_value_grad, params=("eps",))
+LOG_COSH = ElementwiseSpec("log_cosh", log_cosh_value_grad, log_factor=True)
+MSLE = ElementwiseSpec("msle", msle_value_grad, params=("eps",))
+MAPE = ElementwiseSpec("mape", mape_value_grad, params=("eps",))

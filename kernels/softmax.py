@@ -31,7 +31,8 @@ import numpy as np
 from numba import njit, prange, types
 from numba.extending import overload
 
-from fastloss.kernels._jit import KERNEL_OPTIONS, POINT_OPTIONS
+from fastloss.kernels._jit import ROW_KERNEL_OPTIONS as KERNEL_OPTIONS
+from fastloss.kernels._jit import ROW_POINT_OPTIONS as POINT_OPTIONS
 from fastloss.kernels.binary import _pow
 from fastloss.kernels.scalar import const
 from fastloss.kernels.vmath import _as_float, _as_int, exp, exp_nonpos, log

@@ -222,16 +222,15 @@ def module_source(
     spec: ElementwiseSpec, flags: tuple[bool, ...], weighted: bool, threads: int, items: int
 ) -> str:
     """Source of the generated CUDA module of ``spec`` for these options and launch shape."""
-    value, value_grad = spec.value, spec.value_grad
+    value_grad = spec.value_grad
     header = _header(f"CUDA kernels of {spec.name}.", threads, items)
     header[3:3] = [
         "",
         "from fastloss.kernels.cuda.elementwise import device_function",
+        "from fastloss.kernels.scalar import const",
         "from fastloss.kernels.vmath import log",
-        f"from {value.__module__} import {value.__name__} as _value",
         f"from {value_grad.__module__} import {value_grad.__name__} as _value_grad",
         "",
-        "value = device_function(_value)",
         "value_grad = device_function(_value_grad)",
     ]
     header += [

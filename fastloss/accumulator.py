@@ -1,0 +1,281 @@
+"""``fastloss.Accumulator``: any registered loss over data that comes in chunks.
+
+A loss's reduction follows a contract (:mod:`fastloss.kernels.reduction`) in which the sum is a
+function of the element losses and their global positions only; an accumulator carries the
+state of that sum from one chunk to the next, so that ``compute()`` returns the one-shot call's
+value bit for bit, whatever the chunk sizes, and two accumulators of adjacent runs merge into
+the accumulator of both.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import numpy as np
+
+from fastloss import _reduction
+from fastloss._intake import is_device_array
+
+REDUCING = ("mean", "sum", "batchmean")
+
+
+def _same_options(a: dict, b: dict) -> bool:
+    """Whether two option sets are equal (array options compared by value)."""
+    if a.keys() != b.keys():
+        return False
+    for name, value in a.items():
+        other = b[name]
+        if isinstance(value, np.ndarray) or isinstance(other, np.ndarray):
+            if not np.array_equal(np.asarray(value), np.asarray(other), equal_nan=True):
+                return False
+        elif value != other:
+            return False
+    return True
+
+
+def _registry():
+    from fastloss.registry import LOSSES
+
+    return LOSSES
+
+
+class Accumulator:
+    """A registered loss reduced chunk by chunk, with the one-shot call's bits.
+
+    Parameters
+    ----------
+    loss : str
+        A name of :data:`fastloss.registry.LOSSES` (``"mse_loss"``, ``"cross_entropy"``, ...).
+    start : int
+        The global position of this accumulator's first element (the first row, for a row
+        loss such as ``cross_entropy``), for an accumulator that is merged after the ones
+        that cover what precedes it (a worker's share of a file). Default 0.
+    total : float, optional
+        The denominator of the whole mean (the element count, the row count, the weight sum),
+        when known: it fixes every chunk's gradient (``update(..., return_grad=True)``) with
+        ``reduction="mean"``. Not needed for ``reduction="sum"``.
+    **options
+        The loss's options, as its function takes them (``reduction``, ``delta``,
+        ``label_smoothing``, ``ignore_index``, class ``weight`` for ``cross_entropy``, ...).
+        ``reduction`` must reduce: ``"mean"``, ``"sum"`` (or ``"batchmean"`` for
+        ``kl_div``).
+
+    Examples
+    --------
+    >>> import numpy as np, fastloss
+    >>> x, t = np.linspace(-1, 1, 1000), np.linspace(1, -1, 1000)
+    >>> acc = fastloss.Accumulator("huber_loss", delta=0.5)
+    >>> for lo in range(0, 1000, 300):
+    ...     acc.update(x[lo : lo + 300], t[lo : lo + 300])
+    >>> bool(acc.compute() == fastloss.huber_loss(x, t, delta=0.5))
+    True
+    """
+
+    def __init__(self, loss: str, /, *, start: int = 0, total: float | None = None, **options):
+        losses = _registry()
+        if not isinstance(loss, str) or loss not in losses:
+            names = ", ".join(sorted(losses))
+            raise ValueError(f"loss: expected a registered loss ({names}), got {loss!r}")
+        self.loss = loss
+        info = losses[loss]
+        parameters = inspect.signature(info.function).parameters
+        allowed = [
+            name for name in parameters if name not in info.data + ("return_grad", "out")
+        ]  # fmt: skip
+        unknown = [name for name in options if name not in allowed]
+        if unknown:
+            expected = ", ".join(allowed)
+            data = ", ".join(info.data)
+            raise TypeError(
+                f"{unknown[0]}: not an option of {loss} (its options: {expected}; the chunk "
+                f"arrays {data} go to update())"
+            )
+        reduction = options.get("reduction", parameters["reduction"].default)
+        if reduction not in REDUCING:
+            raise ValueError(
+                f"reduction: an Accumulator reduces, expected 'mean' or 'sum' (or 'batchmean' "
+                f"for kl_div), got {reduction!r}"
+            )
+        if isinstance(start, bool) or not isinstance(start, int | np.integer) or start < 0:
+            raise ValueError(f"start: expected an integer >= 0, got {start!r}")
+        if total is not None:
+            try:
+                total = float(total)
+            except (TypeError, ValueError):
+                raise TypeError(f"total: expected a real number, got {total!r}") from None
+            if not total >= 0:
+                raise ValueError(f"total: expected a number >= 0, got {total!r}")
+        self.options = dict(options)
+        self.start = int(start)
+        self.total = total
+        self.reset()
+
+    # -- state ------------------------------------------------------------------------------
+
+    def reset(self) -> None:
+        """Forget every chunk (the options, ``start`` and ``total`` stay)."""
+        self._sink = _reduction.Sink(self.start, self.total)
+        self._layout: dict | None = None  # the first chunk's dtypes and trailing shapes
+        self._dtype: np.dtype | None = None  # the loss's compute dtype
+
+    def __getstate__(self):
+        return {
+            "loss": self.loss,
+            "options": self.options,
+            "start": self.start,
+            "total": self.total,
+            "sink": self._sink,
+            "layout": self._layout,
+            "dtype": self._dtype,
+        }
+
+    def __setstate__(self, state):
+        self.loss = state["loss"]
+        self.options = state["options"]
+        self.start = state["start"]
+        self.total = state["total"]
+        self._sink = state["sink"]
+        self._layout = state["layout"]
+        self._dtype = state["dtype"]
+
+    def __repr__(self) -> str:
+        options = "".join(f", {k}={v!r}" for k, v in self.options.items())
+        return f"Accumulator({self.loss!r}{options}, start={self.start}, end={self.end})"
+
+    @property
+    def end(self) -> int:
+        """The global position after the last element (row) taken so far."""
+        quantities = list(self._sink.quantities.values())
+        return quantities[0].sum.end if quantities else self.start
+
+    # -- chunks -----------------------------------------------------------------------------
+
+    def _chunk_layout(self, data: dict) -> dict:
+        layout = {}
+        for name, value in data.items():
+            if is_device_array(value):
+                raise TypeError(
+                    f"{name}: an Accumulator takes host arrays (NumPy, DLPack on the CPU, "
+                    f"sequences); got a device array ({type(value).__name__})"
+                )
+            if value is None:
+                layout[name] = None
+            elif isinstance(value, int | float | np.integer | np.floating):
+                layout[name] = ("scalar", np.asarray(value).dtype.kind)
+            else:
+                array = np.asarray(value) if not hasattr(value, "shape") else value
+                layout[name] = (np.dtype(array.dtype).str, tuple(array.shape[1:]))
+        return layout
+
+    def _check_layout(self, layout: dict) -> None:
+        if self._layout is None:
+            return
+        for name, first in self._layout.items():
+            found = layout.get(name)
+            if (first is None) != (found is None):
+                given, missing = (
+                    ("the first chunk", "this one") if first else ("this chunk", "the first")
+                )
+                raise ValueError(f"{name}: given for {given}, not for {missing}")
+            if first is None or first == found:
+                continue
+            if first[0] != found[0]:
+                raise ValueError(
+                    f"{name}: expected dtype {first[0]} as in the first chunk, got {found[0]}"
+                )
+            raise ValueError(
+                f"{name}: expected the trailing shape {first[1]} of the first chunk, got {found[1]}"
+            )
+
+    def update(self, *arrays: Any, return_grad: bool = False, out: Any = None, **named: Any):
+        """Take the next chunk: the loss's data arrays (``input, target`` and, where the loss
+        has them, ``weight``, ``var``, ...), positionally or by name.
+
+        With ``return_grad=True`` returns the chunk's gradient (``out`` receives it), equal bit
+        for bit to that chunk of the one-shot call's gradient; for a mean this needs ``total``
+        from the constructor. On any error the accumulator is left as it was.
+        """
+        info = _registry()[self.loss]
+        if len(arrays) > len(info.data):
+            raise TypeError(
+                f"update: takes the chunk arrays {', '.join(info.data)}, got {len(arrays)} "
+                "positional arguments"
+            )
+        data = dict(zip(info.data, arrays, strict=False))
+        for name, value in named.items():
+            if name not in info.data:
+                raise TypeError(
+                    f"{name}: not a chunk array of {self.loss} (those are {', '.join(info.data)}; "
+                    "options go to the constructor)"
+                )
+            if name in data:
+                raise TypeError(f"{name}: given twice")
+            data[name] = value
+        for name in info.data[:2]:
+            if name not in data:
+                raise TypeError(f"update: missing the chunk array {name}")
+        if return_grad and not info.chunk_grad:
+            raise ValueError(
+                f"return_grad: a chunk's gradient of {self.loss} depends on the final loss; "
+                "accumulate the loss it is computed from with total= instead"
+            )
+        layout = self._chunk_layout({name: data.get(name) for name in info.data})
+        self._check_layout(layout)
+        before = self._sink.copy()
+        try:
+            with self._sink.activate():
+                result = info.function(
+                    **data, **self.options, return_grad=return_grad, out=out
+                )  # fmt: skip
+        except BaseException:
+            self._sink = before
+            raise
+        loss = result[0] if return_grad else result
+        if self._layout is None:
+            self._layout = layout
+            self._dtype = np.asarray(loss).dtype
+        if not return_grad:
+            return None
+        return result[1]
+
+    def merge(self, other: Accumulator) -> Accumulator:
+        """Append ``other``, the accumulator of the chunks that follow (``other.start`` is
+        where this one ends); returns ``self``."""
+        if not isinstance(other, Accumulator):
+            raise TypeError(f"other: expected an Accumulator, got {type(other).__name__}")
+        if other.loss != self.loss or not _same_options(other.options, self.options):
+            raise ValueError(
+                f"other: expected an accumulator of {self.loss} with options {self.options}, "
+                f"got one of {other.loss} with {other.options}"
+            )
+        if other.start != self.end:
+            raise ValueError(
+                f"other: expected an accumulator that starts at element {self.end}, where this "
+                f"one ends, got one that starts at {other.start}"
+            )
+        if self._layout is not None and other._layout is not None:
+            self._check_layout(other._layout)
+        merged = self._sink.copy()
+        merged.merge(other._sink)
+        self._sink = merged
+        if self._layout is None:
+            self._layout, self._dtype = other._layout, other._dtype
+        return self
+
+    def compute(self):
+        """The loss over every chunk so far: the one-shot call's value bit for bit (a NumPy
+        scalar of the compute dtype); for no chunk at all, the one-shot call's on an empty
+        input."""
+        info = _registry()[self.loss]
+        if not self._sink.quantities:
+            if self.start:
+                raise ValueError(f"this accumulator starts at {self.start} and holds nothing")
+            return info.function(**info.empty_inputs(), **self.options)
+        if self.start:
+            raise ValueError(
+                f"this accumulator starts at element {self.start}: merge it into the one "
+                "covering the elements before it, and compute that one"
+            )
+        value = self._sink.value(self._dtype)
+        return info.finish(value) if info.finish is not None else value

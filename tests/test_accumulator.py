@@ -1,0 +1,197 @@
+"""fastloss.Accumulator: every registered loss, chunked and merged, with the one-shot bits."""
+
+import inspect
+import math
+import pickle
+import warnings
+
+import numpy as np
+import pytest
+
+import fastloss
+from fastloss.registry import LOSSES
+
+# chunk boundaries along axis 0: a single element, primes, no multiple of a segment (256) or of
+# a parallel task (65536 elements)
+ELEMENT_CUTS = [0, 1, 2, 13, 257, 4099, 65537, 70007]
+ROW_CUTS = [0, 1, 2, 13, 37, 70]
+
+
+def _cases():
+    for name in LOSSES:
+        reductions = ["mean", "sum"] + (["batchmean"] if name == "kl_div" else [])
+        for reduction in reductions:
+            yield pytest.param(name, reduction, id=f"{name}-{reduction}")
+
+
+def _inputs(name: str, dtype=np.float32, seed: int = 0):
+    info = LOSSES[name]
+    inputs = info.make_inputs(np.random.default_rng(seed), 70007, dtype)
+    if "axis" in inspect.signature(info.function).parameters and inputs[info.data[0]].ndim == 1:
+        # Keras averages over the last axis: the chunks are samples, 7 elements each (and
+        # some chunks are empty)
+        inputs = {k: v.reshape(-1, 7) for k, v in inputs.items()}
+        return inputs, [c // 7 for c in ELEMENT_CUTS[:-1]] + [10001]
+    rows = inputs[info.data[0]].ndim > 1
+    return inputs, (ROW_CUTS if rows else ELEMENT_CUTS)
+
+
+def _chunks(inputs: dict, cuts):
+    for lo, hi in zip(cuts, cuts[1:], strict=False):
+        yield lo, {k: v[lo:hi] for k, v in inputs.items()}
+
+
+def _same(a, b) -> bool:
+    a, b = np.asarray(a), np.asarray(b)
+    return a.dtype == b.dtype and a.tobytes() == b.tobytes()
+
+
+@pytest.fixture(autouse=True)
+def _quiet():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # kl_div's "mean" warning, once per chunk
+        yield
+
+
+@pytest.mark.parametrize(("name", "reduction"), list(_cases()))
+def test_chunks_in_order_and_merged_in_a_tree_give_the_one_shot_bits(name, reduction):
+    info = LOSSES[name]
+    inputs, cuts = _inputs(name)
+    want = info.function(**inputs, reduction=reduction)
+
+    acc = fastloss.Accumulator(name, reduction=reduction)
+    for _, chunk in _chunks(inputs, cuts):
+        acc.update(**chunk)
+    assert _same(acc.compute(), want), (acc.compute(), want)
+
+    parts = []
+    first = inputs[info.data[0]]
+    # positions count elements for an elementwise loss, rows for a row loss
+    per_chunk_row = (
+        1 if info.empty_inputs().get(info.data[0]).ndim > 1 else math.prod(first.shape[1:])
+    )
+    for lo, chunk in _chunks(inputs, cuts):
+        part = fastloss.Accumulator(name, start=lo * per_chunk_row, reduction=reduction)
+        part.update(**chunk)
+        parts.append(pickle.loads(pickle.dumps(part)))  # as a process pool sends them back
+    # a tree that keeps the order: ((p0 p1) (p2 p3)) ((p4 ...
+    while len(parts) > 1:
+        parts = [
+            parts[i].merge(parts[i + 1]) if i + 1 < len(parts) else parts[i]
+            for i in range(0, len(parts), 2)
+        ]
+    merged = fastloss.Accumulator(name, reduction=reduction).merge(parts[0])
+    assert _same(merged.compute(), want)
+
+
+def test_weighted_and_ignored_denominators():
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal(70007).astype(np.float32)
+    t = rng.standard_normal(70007).astype(np.float32)
+    w = rng.random(70007).astype(np.float32)
+    acc = fastloss.Accumulator("mse_loss")
+    for _, chunk in _chunks({"input": x, "target": t, "weight": w}, ELEMENT_CUTS):
+        acc.update(**chunk)
+    assert _same(acc.compute(), fastloss.mse_loss(x, t, weight=w))
+
+    logits = rng.standard_normal((500, 31)).astype(np.float32)
+    labels = rng.integers(0, 31, 500)
+    labels[::5] = 7
+    class_weight = rng.random(31).astype(np.float32)
+    options = {"weight": class_weight, "ignore_index": 7, "label_smoothing": 0.05}
+    acc = fastloss.Accumulator("cross_entropy", **options)
+    for lo, hi in [(0, 1), (1, 256), (256, 257), (257, 500)]:
+        acc.update(logits[lo:hi], labels[lo:hi])
+    assert _same(acc.compute(), fastloss.cross_entropy(logits, labels, **options))
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_chunk_gradients_are_the_one_shot_gradient(reduction):
+    rng = np.random.default_rng(4)
+    logits = rng.standard_normal((300, 50)).astype(np.float32)
+    labels = rng.integers(0, 50, 300)
+    want, want_grad = fastloss.cross_entropy(logits, labels, reduction=reduction, return_grad=True)
+    acc = fastloss.Accumulator("cross_entropy", reduction=reduction, total=300)
+    grads = [acc.update(logits[lo:hi], labels[lo:hi], return_grad=True)
+             for lo, hi in [(0, 7), (7, 256), (256, 300)]]  # fmt: skip
+    assert _same(np.concatenate(grads), want_grad)
+    assert _same(acc.compute(), want)
+
+    x = rng.standard_normal(70007).astype(np.float32)
+    t = rng.standard_normal(70007).astype(np.float32)
+    want, want_grad = fastloss.huber_loss(x, t, reduction=reduction, return_grad=True)
+    acc = fastloss.Accumulator("huber_loss", reduction=reduction, total=x.size)
+    out = np.empty_like(x)
+    for lo, hi in zip(ELEMENT_CUTS, ELEMENT_CUTS[1:], strict=False):
+        grad = acc.update(x[lo:hi], t[lo:hi], return_grad=True, out=out[lo:hi])
+        assert np.shares_memory(grad, out)
+    assert _same(out, want_grad)
+    assert _same(acc.compute(), want)
+
+
+def test_a_mean_gradient_needs_the_total():
+    acc = fastloss.Accumulator("mse_loss")
+    with pytest.raises(ValueError, match="total="):
+        acc.update(np.ones(3), np.zeros(3), return_grad=True)
+    assert acc.end == 0 and np.isnan(acc.compute())  # nothing taken
+    with pytest.raises(ValueError, match="final loss"):
+        fastloss.Accumulator("rmse_loss", total=3).update(np.ones(3), np.zeros(3), return_grad=True)
+
+
+def test_a_chunk_that_differs_is_refused_and_changes_nothing():
+    acc = fastloss.Accumulator("mse_loss", reduction="sum")
+    acc.update(np.ones((4, 3), np.float32), np.zeros((4, 3), np.float32))
+    before = acc.compute()
+    with pytest.raises(ValueError, match="dtype"):
+        acc.update(np.ones((2, 3)), np.zeros((2, 3)))
+    with pytest.raises(ValueError, match=r"trailing shape \(3,\)"):
+        acc.update(np.ones((2, 4), np.float32), np.zeros((2, 4), np.float32))
+    with pytest.raises(ValueError, match="weight: given for this chunk"):
+        acc.update(np.ones((2, 3), np.float32), np.zeros((2, 3), np.float32),
+                   weight=np.ones((2, 3), np.float32))  # fmt: skip
+    with pytest.raises(ValueError, match="expected values in"):  # torch's range check
+        bce = fastloss.Accumulator("binary_cross_entropy")
+        bce.update(np.float32([0.5]), np.float32([1.0]))
+        bce.update(np.float32([2.0]), np.float32([1.0]))
+    assert _same(bce.compute(), fastloss.binary_cross_entropy(np.float32([0.5]), np.float32([1.0])))
+    assert _same(acc.compute(), before)
+    assert acc.end == 12
+
+
+def test_keras_chunks_are_samples():
+    acc = fastloss.Accumulator("binary_crossentropy", reduction="sum")
+    with pytest.raises(ValueError, match="chunks are samples along axis 0"):
+        acc.update(np.full(4, 0.5, np.float32), np.ones(4, np.float32))
+
+
+def test_bad_arguments_name_themselves():
+    with pytest.raises(ValueError, match="loss: expected a registered loss"):
+        fastloss.Accumulator("nope")
+    with pytest.raises(ValueError, match="reduction: an Accumulator reduces"):
+        fastloss.Accumulator("mse_loss", reduction="none")
+    with pytest.raises(TypeError, match="delta: not an option of mse_loss"):
+        fastloss.Accumulator("mse_loss", delta=1.0)
+    with pytest.raises(ValueError, match="start: expected an integer"):
+        fastloss.Accumulator("mse_loss", start=-1)
+    with pytest.raises(TypeError, match="label_smoothing: not a chunk array"):
+        fastloss.Accumulator("cross_entropy").update(np.ones((2, 3)), [0, 1], label_smoothing=0.1)
+    a = fastloss.Accumulator("mse_loss")
+    a.update(np.ones(3), np.zeros(3))
+    with pytest.raises(ValueError, match="starts at element 3"):
+        a.merge(fastloss.Accumulator("mse_loss", start=5))
+    with pytest.raises(ValueError, match="other: expected an accumulator of mse_loss"):
+        a.merge(fastloss.Accumulator("l1_loss", start=3))
+    with pytest.raises(ValueError, match="merge it into"):
+        b = fastloss.Accumulator("mse_loss", start=3)
+        b.update(np.ones(3), np.zeros(3))
+        b.compute()
+
+
+def test_nothing_gives_the_one_shot_call_on_nothing():
+    assert np.isnan(fastloss.Accumulator("mse_loss").compute())
+    assert fastloss.Accumulator("mse_loss", reduction="sum").compute() == 0
+    assert np.isnan(fastloss.Accumulator("cross_entropy").compute())
+    acc = fastloss.Accumulator("l1_loss")
+    acc.update(np.ones(3), np.zeros(3))
+    acc.reset()
+    assert np.isnan(acc.compute())
