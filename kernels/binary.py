@@ -238,18 +238,22 @@ def keras_focal_value_grad(
     return (w * (f * bce)) * scale, (w * g) * scale
 
 
-BCE = ElementwiseSpec("bce", bce_value_grad)
-BCE_LOGITS = ElementwiseSpec("bce_logits", bce_logits_value_grad)
-BCE_LOGITS_POS = ElementwiseSpec("bce_logits_pos", bce_logits_pos_value_grad, arrays=3)
+BCE = ElementwiseSpec("bce", bce_value_grad, stage_segments=4)
+BCE_LOGITS = ElementwiseSpec("bce_logits", bce_logits_value_grad, stage_segments=4)
+BCE_LOGITS_POS = ElementwiseSpec(
+    "bce_logits_pos", bce_logits_pos_value_grad, arrays=3, stage_segments=4
+)
 SIGMOID_FOCAL = ElementwiseSpec(
     "sigmoid_focal",
     sigmoid_focal_value_grad,
+    stage_segments=4,
     params=("a1", "a0", "gamma", "parity"),
     flags=("square",),
 )
 KERAS_BCE = ElementwiseSpec(
     "keras_bce",
     keras_bce_value_grad,
+    stage_segments=4,
     params=("lo", "hi", "sa", "sb", "scale"),
     flags=("from_logits",),
 )

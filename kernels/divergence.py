@@ -34,6 +34,7 @@ def kl_div_value_grad(x, t, scale, log_target):
 KL_DIV = ElementwiseSpec(
     "kl_div",
     kl_div_value_grad,
+    stage_segments=4,
     params=("scale",),
     flags=("log_target",),
 )

@@ -236,15 +236,16 @@ def _index_row_of(
     m = row_max(y)
     # sweep 2: s and, for label smoothing, sum_c w_c (m - y_c) >= 0, leaving out the maxima's
     # zeros (an inf weight there would give inf * 0 = NaN where torch's loss is inf)
-    shifted = zero
+    # in float64: a float32 running sum over 10^5 classes loses 5 digits
+    shifted = 0.0
     if smoothing != 0:
         if has_weight:
             for c in range(n):
                 d = m - y[c]
-                shifted += weight[c] * d if d != zero else zero
+                shifted += np.float64(weight[c] * d) if d != zero else 0.0
         else:
             for c in range(n):
-                shifted += m - y[c]
+                shifted += np.float64(m - y[c])
     # last: with the gradient written into the logits, y is gone after this
     s = _exp_sum(y, m, g, want_grad and not use_cap)
     log_s = log(s)
@@ -252,7 +253,8 @@ def _index_row_of(
     w_t = weight[t] if has_weight else one
     nll = log_s + (m - x_t)
     classes = const(m, n)
-    z = z_scale * lse * lse
+    # no z-loss term at all without a z-loss: 0 * lse**2 is NaN once lse**2 overflows
+    z = z_scale * lse * lse if z_scale != 0 else zero
     if mode == FOCAL:
         p_t = exp(-nll)
         q = -math.expm1(-nll)  # 1 - p_t without cancellation for confident rows (per row)
@@ -276,7 +278,8 @@ def _index_row_of(
         a = grad_scale * a
         b = grad_scale * (one - smoothing) * w_t
     loss += z
-    a += z_grad_scale * (z_scale + z_scale) * lse
+    if z_scale != 0:
+        a += z_grad_scale * (z_scale + z_scale) * lse
     if want_grad:
         r = a / s
         if use_cap:
@@ -419,11 +422,12 @@ def _prob_rows(
             s = _exp_sum(x, m, grad[i] if want_grad else x, want_grad)
             log_s = log(s)
             lse = m + log_s
-            z = z_scale * lse * lse
+            z = z_scale * lse * lse if z_scale != 0 else const(m, 0.0)
             row_loss[i] = (log_s * s1 - s2) + z
             row_z[i] = z
             if want_grad:
-                r = (grad_scale * s1 + z_grad_scale * (z_scale + z_scale) * lse) / s
+                z_grad = z_grad_scale * (z_scale + z_scale) * lse if z_scale != 0 else const(m, 0.0)
+                r = (grad_scale * s1 + z_grad) / s
                 for c in range(classes):
                     yc = keep * y[c] + spread
                     if has_weight:

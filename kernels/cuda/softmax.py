@@ -310,7 +310,7 @@ def index_rows(
     classes = float64(n)
     zs = float64(z_scale)
     sm = float64(smoothing)
-    z = zs * lse * lse
+    z = zs * lse * lse if zs != 0.0 else 0.0  # 0 * inf is NaN where lse**2 overflows
     e_coef = 0.0
     if mode == FOCAL:
         p_t = math.exp(-nll)
@@ -333,7 +333,8 @@ def index_rows(
             e_coef = grad_scale * sm / classes
         a = grad_scale * a
         b = grad_scale * (1.0 - sm) * w_t
-    a += z_grad_scale * (zs + zs) * lse
+    if zs != 0.0:
+        a += z_grad_scale * (zs + zs) * lse
     if t == 0:
         row_ce[i] = loss
         row_z[i] = z
