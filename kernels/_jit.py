@@ -20,7 +20,7 @@ loading Numba.
 
 from __future__ import annotations
 
-import threading
+import types
 
 # The softmax family's row kernels, until they move onto the row factory: their sums inside a
 # row still vectorise by reassociation.
@@ -51,28 +51,27 @@ TASK_SEGMENTS = 256
 # complete aligned nodes, one per bit of a 64-bit segment index each.
 STACK = 130
 
-_slp_lock = threading.Lock()
 
+def serial_and_parallel(func, options: dict) -> tuple:
+    """The serial and the ``prange`` kernel of ``func``, compiled with ``options``.
 
-def with_slp(dispatcher):
-    """Compile ``dispatcher``'s signatures with LLVM's SLP vectoriser on (off in Numba by
-    default): the row form of a reduction kernel (16 elements written out, one lane vector)
-    needs it to become vector code. Numba reads the setting when it builds a function's
-    optimisation passes, so it is switched on only while this dispatcher compiles, under
-    Numba's compiler lock (no other compilation runs meanwhile)."""
-    from numba.core import config
-    from numba.core.compiler_lock import global_compiler_lock
+    Each is compiled from its own copy of the function, named ``<name>_serial`` and
+    ``<name>_parallel``: Numba's cache keys an entry by the function's file, qualified name,
+    bytecode and signature, not by its ``parallel`` flag, so two dispatchers of one function
+    would share entries and a warm cache would serve the serial code to the parallel kernel
+    (measured: the parallel cross-entropy kernel loaded the serial one's entry).
+    """
+    from numba import njit
 
-    compile_signature = dispatcher.compile
-
-    def compile(sig):
-        with global_compiler_lock:
-            previous = config.SLP_VECTORIZE
-            config.SLP_VECTORIZE = 1
-            try:
-                return compile_signature(sig)
-            finally:
-                config.SLP_VECTORIZE = previous
-
-    dispatcher.compile = compile
-    return dispatcher
+    kernels = []
+    for parallel in (False, True):
+        name = f"{func.__name__.lstrip('_')}_{'parallel' if parallel else 'serial'}"
+        code = func.__code__.replace(co_name=name)
+        if hasattr(code, "co_qualname"):
+            code = code.replace(co_qualname=name)
+        copy = types.FunctionType(code, func.__globals__, name, func.__defaults__)
+        copy.__qualname__ = name
+        copy.__module__ = func.__module__
+        copy.__doc__ = func.__doc__
+        kernels.append(njit(parallel=parallel, **options)(copy))
+    return tuple(kernels)

@@ -393,6 +393,7 @@ def module_source(spec: ElementwiseSpec, flags: tuple[bool, ...], weighted: bool
         "    lanes_mul_at, lanes_mul_row, lanes_store, push, segment_value,",
         ")",
         "from fastloss.kernels.scalar import const",
+        "from fastloss.kernels.vector_width import full_width",
         "from fastloss.kernels.vmath import log",
         f"from {value_grad.__module__} import {value_grad.__name__} as value_grad",
         "",
@@ -412,7 +413,20 @@ def module_source(spec: ElementwiseSpec, flags: tuple[bool, ...], weighted: bool
             parts.append(_map_source(spec, kind, parallel, weighted))
     for kind in ("stage_value", "stage_value_grad"):
         parts.append(_stage_source(spec, kind, weighted))
-    return "\n\n".join(parts)
+    return _with_full_width("\n\n".join(parts))
+
+
+def _with_full_width(source: str) -> str:
+    """``full_width()`` (:mod:`fastloss.kernels.vector_width`) as the first statement of every
+    kernel and of every ``prange`` body, which Numba compiles as a function of its own."""
+    lines = []
+    for line in source.splitlines():
+        lines.append(line)
+        stripped = line.lstrip()
+        if line.startswith("def ") or (stripped.startswith("for ") and " in prange(" in line):
+            indent = len(line) - len(stripped) + 4
+            lines.append(" " * indent + "full_width()")
+    return "\n".join(lines) + "\n"
 
 
 _modules: dict[tuple, ModuleType] = {}

@@ -33,8 +33,10 @@ from numba.extending import overload
 
 from fastloss.kernels._jit import ROW_KERNEL_OPTIONS as KERNEL_OPTIONS
 from fastloss.kernels._jit import ROW_POINT_OPTIONS as POINT_OPTIONS
+from fastloss.kernels._jit import serial_and_parallel
 from fastloss.kernels.binary import _pow
 from fastloss.kernels.scalar import const
+from fastloss.kernels.vector_width import full_width
 from fastloss.kernels.vmath import _as_float, _as_int, exp, exp_nonpos, log
 
 CROSS_ENTROPY = 0
@@ -150,6 +152,7 @@ def _exp_shifted_overload(d):
 @njit(**POINT_OPTIONS)
 def row_max(x):
     """``max(x)`` of a non-empty row; NaN if ``x`` holds a positive-signed NaN."""
+    full_width()
     m = _order_key(x[0])
     for c in range(x.size):
         m = max(m, _order_key(x[c]))
@@ -159,6 +162,7 @@ def row_max(x):
 @njit(**POINT_OPTIONS)
 def _exp_sum(y, m, g, keep):
     """``sum_c exp(y_c - m)``, writing each term into ``g`` when ``keep``."""
+    full_width()
     s = const(m, 0.0)
     if keep and y.ctypes.data == g.ctypes.data:
         # in place: one array in the loop, or LLVM's overlap check sends it to scalar code
@@ -198,6 +202,7 @@ def _index_row(
     scratch,
 ):
     """Loss and z-loss of one row with class index ``t``; the gradient into ``g``."""
+    full_width()
     args = (weight, has_weight, weight_sum, smoothing, softcap, use_cap, z_scale, alpha, gamma)
     if use_cap:
         # the capped logits go where the gradient will (or to scratch): read from there on
@@ -229,6 +234,7 @@ def _index_row_of(
     g,
 ):
     """:func:`_index_row` on the (capped) logits ``y``."""
+    full_width()
     n = y.size
     zero = const(y[0], 0.0)
     one = const(y[0], 1.0)
@@ -316,6 +322,7 @@ def _tasks(rows, classes):
 @njit(**POINT_OPTIONS)
 def _zero_row(grad, i, want_grad):
     """The gradient row of an ignored sample: zeros."""
+    full_width()
     if want_grad:
         zero = grad.dtype.type(0)
         for c in range(grad.shape[1]):
@@ -341,11 +348,13 @@ def _index_rows(
     row_loss,
     row_z,
 ):
+    full_width()
     rows, classes = logits.shape
     want_grad = grad.shape[0] == rows
     use_cap = softcap > 0
     per_task, tasks = _tasks(rows, classes)
     for k in prange(tasks):
+        full_width()
         scratch = np.empty(classes if use_cap and not want_grad else 0, logits.dtype)
         for i in range(k * per_task, min(rows, (k + 1) * per_task)):
             t = np.int64(target[i])
@@ -378,8 +387,7 @@ def _index_rows(
             row_z[i] = z
 
 
-index_rows_serial = njit(parallel=False, **KERNEL_OPTIONS)(_index_rows)
-index_rows_parallel = njit(parallel=True, **KERNEL_OPTIONS)(_index_rows)
+index_rows_serial, index_rows_parallel = serial_and_parallel(_index_rows, KERNEL_OPTIONS)
 
 
 def _prob_rows(
@@ -400,10 +408,12 @@ def _prob_rows(
     ``loss = sum_c w_c y'_c (lse - x_c) + z_scale lse**2``, ``y' = (1 - smoothing) y + spread``
     (``spread`` is ``smoothing / C``, or Keras's count); ``grad_c = p_c (sum_c w_c y'_c +
     2 z_scale lse) - w_c y'_c``."""
+    full_width()
     rows, classes = logits.shape
     want_grad = grad.shape[0] == rows
     per_task, tasks = _tasks(rows, classes)
     for k in prange(tasks):
+        full_width()
         for i in range(k * per_task, min(rows, (k + 1) * per_task)):
             x = logits[i]
             y = target[i]
@@ -435,17 +445,18 @@ def _prob_rows(
                     grad[i, c] = r * grad[i, c] - grad_scale * yc
 
 
-prob_rows_serial = njit(parallel=False, **KERNEL_OPTIONS)(_prob_rows)
-prob_rows_parallel = njit(parallel=True, **KERNEL_OPTIONS)(_prob_rows)
+prob_rows_serial, prob_rows_parallel = serial_and_parallel(_prob_rows, KERNEL_OPTIONS)
 
 
 def _nll_rows(logp, target, weight, has_weight, ignore_index, grad_scale, grad, row_loss):
     """Negative log-likelihood of log-probabilities: ``loss_i = -w_t x_{i,t}``; the gradient
     is ``-grad_scale * w_t`` at the target and 0 elsewhere."""
+    full_width()
     rows, classes = logp.shape
     want_grad = grad.shape[0] == rows
     per_task, tasks = _tasks(rows, classes)
     for k in prange(tasks):
+        full_width()
         for i in range(k * per_task, min(rows, (k + 1) * per_task)):
             t = np.int64(target[i])
             if t == ignore_index:
@@ -459,8 +470,7 @@ def _nll_rows(logp, target, weight, has_weight, ignore_index, grad_scale, grad, 
                 grad[i, t] = -grad_scale * w_t
 
 
-nll_rows_serial = njit(parallel=False, **KERNEL_OPTIONS)(_nll_rows)
-nll_rows_parallel = njit(parallel=True, **KERNEL_OPTIONS)(_nll_rows)
+nll_rows_serial, nll_rows_parallel = serial_and_parallel(_nll_rows, KERNEL_OPTIONS)
 
 
 # --- Keras's probability cross-entropies ---------------------------------------------------
@@ -494,6 +504,7 @@ def _keras_row(
 ):
     """Loss of one row; the gradient (times ``scale``) into ``g``; ``work`` holds the
     derivative with respect to each clipped probability."""
+    full_width()
     n = x.size
     zero = const(x[0], 0.0)
     one = const(x[0], 1.0)
@@ -550,6 +561,7 @@ def _keras_row(
 def _keras_crossentropy_row(x, y, t, sparse, keep, spread, low, high, scale, want_grad, g, work):
     """:func:`_keras_row` of the cross-entropies on probabilities, in loops LLVM vectorises
     (no per-element branch); a sparse target needs only the row's sum and its target."""
+    full_width()
     n = x.size
     zero = const(x[0], 0.0)
     one = const(x[0], 1.0)
@@ -605,10 +617,12 @@ def _keras_rows(
 ):
     """Keras's cross-entropies of ``probs`` rows against probability rows ``target`` or, when
     ``sparse``, class indices ``index`` (rows of class ``ignore_class`` give 0)."""
+    full_width()
     rows, classes = probs.shape
     want_grad = grad.shape[0] == rows
     per_task, tasks = _tasks(rows, classes)
     for k in prange(tasks):
+        full_width()
         work = np.empty(classes, probs.dtype)
         for i in range(k * per_task, min(rows, (k + 1) * per_task)):
             t = np.int64(index[i]) if sparse else np.int64(0)
@@ -638,5 +652,4 @@ def _keras_rows(
             )
 
 
-keras_rows_serial = njit(parallel=False, **KERNEL_OPTIONS)(_keras_rows)
-keras_rows_parallel = njit(parallel=True, **KERNEL_OPTIONS)(_keras_rows)
+keras_rows_serial, keras_rows_parallel = serial_and_parallel(_keras_rows, KERNEL_OPTIONS)

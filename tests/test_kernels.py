@@ -14,7 +14,7 @@ from numba import njit
 
 from fastloss._reduction import fresh_state
 from fastloss.kernels import binary, divergence, elementwise, regression, sums
-from fastloss.kernels._jit import KERNEL_OPTIONS, with_slp
+from fastloss.kernels._jit import KERNEL_OPTIONS
 
 
 def _specs(module):
@@ -51,9 +51,7 @@ def test_every_spec_is_covered():
 def test_fused_loop_vectorises_without_calls(spec, flags, dtype):
     module = elementwise.kernels(spec, flags)
     # A fresh, uncached compilation of the generated kernel, so its LLVM IR can be inspected.
-    kernel = with_slp(
-        njit(**dict(KERNEL_OPTIONS, cache=False))(module.reduce_value_grad_serial.py_func)
-    )
+    kernel = njit(**dict(KERNEL_OPTIONS, cache=False))(module.reduce_value_grad_serial.py_func)
     n = 600
     arrays = [np.linspace(0.1, 0.9, n).astype(dtype) for _ in range(spec.arrays)]
     params = [np.dtype(dtype).type(0.5) for _ in spec.params]
