@@ -102,10 +102,10 @@ def machine_info(threads: int) -> dict:
         import fastloss
 
         info["fastloss"] = fastloss.__version__
-        from fastloss.kernels import elementwise
+        from fastloss.kernels import _cache
 
-        # The generated-kernel directory is named for the hash of the kernel sources.
-        info["kernel_dir"] = str(elementwise.generated_dir())
+        # The kernel directory is named for the hash of the kernel sources.
+        info["kernel_dir"] = str(_cache.directory())
     except (ImportError, AttributeError, OSError):
         pass
     try:

@@ -228,7 +228,7 @@ def prepare() -> None:
     the main thread. Under other layers the pool starts at the first parallel launch, as usual
     (a process that never ran a parallel kernel may fork even under omp).
     """
-    global _prepared, _prepare_owner, tbb_library
+    global _prepared, _prepare_owner, tbb_library, _tbb_wanted
     if _prepared:
         return
     with _prepare_lock:
@@ -252,6 +252,7 @@ def prepare() -> None:
             else:
                 choices = _user_choices()
                 if not choices & {"omp", "workqueue"}:
+                    _tbb_wanted = True
                     tbb_library = _load_tbb()
                     if tbb_library is not None and numba is not None:
                         if _tbb_comes_first(choices):
@@ -267,8 +268,37 @@ def prepare() -> None:
         _prepare_owner = None
 
 
+#: True where fastloss looked for TBB (the user chose no other layer).
+_tbb_wanted = False
+
+_FALLBACK_MEANING = {
+    "omp": "any number of threads may call fastloss at once, but a forked child process that "
+    "calls a kernel dies or hangs: use the 'spawn' or 'forkserver' start method of "
+    "multiprocessing",
+    "workqueue": "calls from several Python threads run one at a time; forked children are safe",
+}
+
+
+def _warn_without_tbb(name: str) -> None:
+    """One warning where TBB was wanted and Numba runs another layer (no TBB for the
+    platform, or a broken install): which layer runs and what it means."""
+    if not _tbb_wanted or name == "tbb":
+        return
+    import warnings
+
+    meaning = _FALLBACK_MEANING.get(name, "see docs/threading.md")
+    warnings.warn(
+        f"fastloss: Intel TBB could not be loaded (pip install tbb; there is no wheel for "
+        f"every platform), so Numba runs the kernels on its '{name}' threading layer: "
+        f"{meaning}. See docs/threading.md.",
+        RuntimeWarning,
+        stacklevel=4,
+    )
+
+
 def _set_layer(name: str) -> None:
     global layer, layer_known, fork_safe, parallel_guard
+    _warn_without_tbb(name)
     layer = name
     fork_safe = name != "omp"
     if name == "workqueue":

@@ -21,8 +21,9 @@ Why generated source: Numba cannot cache a kernel that closes over another jitte
 closure's pickle holds a per-process id, so every process misses the cache), and it refuses to
 cache ``exec``-generated code. So the factory writes each kernel module as a real ``.py`` file
 in a versioned directory and imports it: the point functions are plain module globals there,
-``cache=True`` works, and the directory name carries a hash of every kernel source so an edit
-to a point function can never be served from a stale cache.
+``cache=True`` works. The directory is named by a hash of every kernel source and the module by
+a hash of its point function's code (:mod:`fastloss.kernels._cache`), so an edited or redefined
+point function is never served from a stale cache.
 
 Reductions follow the contract of :mod:`fastloss.kernels.reduction` (segments of 256 elements,
 16 float64 lanes, a fixed tree): the loss's bits are a function of the element values and their
@@ -44,18 +45,15 @@ kernels and the CUDA kernels form ``v + log(f)`` per element.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import os
 import sys
-import tempfile
 import threading
 from dataclasses import dataclass
-from pathlib import Path
 from types import ModuleType
 
-import numba
-
+from fastloss.kernels import _cache
+from fastloss.kernels._cache import code_hash
 from fastloss.kernels._jit import SEGMENT, TASK_SEGMENTS
 
 # Elements per parallel block of the elementwise outputs (reduction="none").
@@ -113,55 +111,19 @@ class ElementwiseSpec:
     stage_segments: int = 1
 
 
-def _source_hash() -> str:
-    """Hash of every kernel source file and of the Numba version: the cache key of generated
-    modules (Numba does not track edits to callees in other files)."""
-    digest = hashlib.sha256(numba.__version__.encode())
-    here = Path(__file__).resolve().parent
-    for path in sorted(here.rglob("*.py")):
-        digest.update(path.relative_to(here).as_posix().encode())
-        digest.update(path.read_bytes())
-    return digest.hexdigest()[:16]
+_stems: dict[ElementwiseSpec, str] = {}
 
 
-def _writable(path: Path) -> bool:
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = path / f".probe-{os.getpid()}"
-        probe.write_text("")
-        probe.unlink()
-        return True
-    except OSError:
-        return False
-
-
-_generated_dir: Path | None = None
-
-
-def generated_dir() -> Path:
-    """Directory holding the generated kernel modules (and, next to them, Numba's cache).
-
-    ``FASTLOSS_CACHE_DIR`` if set, else ``$XDG_CACHE_HOME/fastloss`` (``~/.cache/fastloss``),
-    else a per-user directory under the system temporary directory; inside it a directory named
-    for the fastloss version and the hash of the kernel sources.
-    """
-    global _generated_dir
-    if _generated_dir is not None:
-        return _generated_dir
-    from fastloss import __version__
-
-    leaf = f"kernels-{__version__}-{_source_hash()}"
-    roots = []
-    if os.environ.get("FASTLOSS_CACHE_DIR"):
-        roots.append(Path(os.environ["FASTLOSS_CACHE_DIR"]))
-    xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    roots.append(Path(xdg) / "fastloss")
-    roots.append(Path(tempfile.gettempdir()) / f"fastloss-{os.getuid()}")
-    for root in roots:
-        if _writable(root / leaf):
-            _generated_dir = root / leaf
-            return _generated_dir
-    raise OSError(f"fastloss: no writable cache directory among {[str(r) for r in roots]}")
+def module_stem(spec: ElementwiseSpec, flags: tuple[bool, ...], weighted: bool) -> str:
+    """The name of a generated module: the spec's name and options, and the hash of the code
+    of its point function and of everything that calls (:func:`._cache.code_hash`), so a spec
+    declared again with another point function gets a module of its own."""
+    digest = _stems.get(spec)
+    if digest is None:
+        digest = _stems.setdefault(spec, code_hash(spec.value_grad))
+    stem = spec.name + ("_weighted" if weighted else "")
+    stem += "".join(f"_{name}{int(v)}" for name, v in zip(spec.flags, flags, strict=True))
+    return f"{stem}-{digest}"
 
 
 def point_statements(
@@ -434,13 +396,22 @@ _lock = threading.Lock()
 
 
 def load_module(stem: str, source: str) -> ModuleType:
-    """Write ``source`` as ``<generated_dir>/<stem>.py`` (if it changed) and import it."""
-    path = generated_dir() / f"{stem}.py"
+    """Write ``source`` as ``<cache directory>/<stem>.py`` (if it changed) and import it; where
+    no directory is writable, execute it in memory (its kernels then compile uncached)."""
+    _cache.install()
+    mod_name = f"fastloss_generated.{stem.replace('-', '_')}"
+    directory = _cache.directory()
+    if directory is None:
+        module = ModuleType(mod_name)
+        module.__file__ = f"<fastloss generated {stem}>"
+        sys.modules[mod_name] = module
+        exec(compile(source, module.__file__, "exec"), module.__dict__)
+        return module
+    path = directory / f"{stem}.py"
     if not path.exists() or path.read_text() != source:
         tmp = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
         tmp.write_text(source)
         os.replace(tmp, path)  # atomic: concurrent processes never see a partial file
-    mod_name = f"fastloss_generated.{stem}"
     import_spec = importlib.util.spec_from_file_location(mod_name, path)
     module = importlib.util.module_from_spec(import_spec)
     sys.modules[mod_name] = module
@@ -464,8 +435,7 @@ def kernels(spec: ElementwiseSpec, flags: tuple[bool, ...] = (), weighted: bool 
             return module
         if len(flags) != len(spec.flags):
             raise ValueError(f"{spec.name}: expected flags {spec.flags}, got {flags}")
-        stem = spec.name + ("_weighted" if weighted else "")
-        stem += "".join(f"_{name}{int(v)}" for name, v in zip(spec.flags, flags, strict=True))
-        module = load_module(stem, module_source(spec, flags, weighted))
+        source = module_source(spec, flags, weighted)
+        module = load_module(module_stem(spec, flags, weighted), source)
         _modules[key] = module
         return module

@@ -39,6 +39,7 @@ from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic, models, register_model
 
+from fastloss.kernels import _cache
 from fastloss.kernels._jit import LANES, SEGMENT
 from fastloss.kernels.vmath import log
 
@@ -278,7 +279,7 @@ def lanes_store(typingctx, lanes, array, offset):
 # --- the tree over segments ----------------------------------------------------------------
 
 # fastmath=False explicitly, or a helper would take its calling kernel's flags.
-_HELPER_OPTIONS = {"fastmath": False, "error_model": "numpy", "cache": True}
+_HELPER_OPTIONS = {"fastmath": False, "error_model": "numpy", "cache": _cache.enabled()}
 
 
 @njit(**_HELPER_OPTIONS)

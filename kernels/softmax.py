@@ -31,6 +31,7 @@ import numpy as np
 from numba import njit, prange, types
 from numba.extending import overload
 
+from fastloss.kernels import _cache
 from fastloss.kernels._jit import ROW_KERNEL_OPTIONS as KERNEL_OPTIONS
 from fastloss.kernels._jit import ROW_POINT_OPTIONS as POINT_OPTIONS
 from fastloss.kernels._jit import serial_and_parallel
@@ -38,6 +39,8 @@ from fastloss.kernels.binary import _pow
 from fastloss.kernels.scalar import const
 from fastloss.kernels.vector_width import full_width
 from fastloss.kernels.vmath import _as_float, _as_int, exp, exp_nonpos, log
+
+CACHE = _cache.enabled()  # before any cached kernel is declared
 
 CROSS_ENTROPY = 0
 FOCAL = 1
@@ -65,7 +68,7 @@ def tanh(u):
     return t if u >= 0 else -t
 
 
-@njit(cache=True)
+@njit(cache=CACHE)
 def check_targets(target, classes, ignore_index, weight, has_weight):
     """First position whose class index is out of ``[0, classes)`` and not ``ignore_index``
     (-1 if none), the count of rows not ignored, and the sum of their classes' weights (the

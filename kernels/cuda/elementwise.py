@@ -5,7 +5,7 @@ same ``@njit`` point functions, compiled a second time by the CUDA target, where
 :mod:`fastloss.kernels.cuda.vmath` maps ``exp``/``log``/``log1p`` to libdevice) this module
 writes one real ``.py`` module per (spec, flags, weighted, launch shape) into the same versioned
 :func:`~fastloss.kernels.elementwise.generated_dir` as the CPU factory (file names start with
-``cuda_`` and carry the launch shape), and imports it, so ``@cuda.jit(cache=True)`` works. A
+``cuda_`` and carry the launch shape), and imports it, so ``@cuda.jit(cache=...)`` works. A
 generated module holds:
 
 ``reduce_value``         forward only: writes the block partials of the loss sum
@@ -75,7 +75,12 @@ from __future__ import annotations
 import threading
 from types import ModuleType
 
-from fastloss.kernels.elementwise import ElementwiseSpec, load_module, point_statements
+from fastloss.kernels.elementwise import (
+    ElementwiseSpec,
+    load_module,
+    module_stem,
+    point_statements,
+)
 
 # Threads per block of every generated kernel: a power of two (the tree reduction halves it).
 THREADS_PER_BLOCK = 256
@@ -173,7 +178,7 @@ def _kernel_source(spec: ElementwiseSpec, kind: str, weighted: bool, threads: in
     point_args += [f"FLAG_{f.upper()}" for f in spec.flags]
 
     lines = [
-        "@cuda.jit(cache=True)",
+        "@cuda.jit(cache=CACHE)",
         f"def {kind}({', '.join(arrays + params + outputs)}):",
     ]
     if reduce:
@@ -212,6 +217,9 @@ def _header(doc: str, threads: int, items: int) -> list[str]:
         "",
         "from numba import cuda, float64",
         "",
+        "from fastloss.kernels._cache import enabled",
+        "",
+        "CACHE = enabled()",
         f"THREADS = {threads}",
         f"ITEMS = {items}",
         "CHUNK = THREADS * ITEMS",
@@ -248,7 +256,7 @@ def _copy_source(src_ndim: int, ndim: int) -> str:
     receives ``src`` (``src_ndim <= ndim`` dimensions aligned with the last ones of ``dst``,
     any strides, dimensions of size 1 broadcast) cast to ``dst``'s dtype."""
     lines = [
-        "@cuda.jit(cache=True)",
+        "@cuda.jit(cache=CACHE)",
         f"def copy_{src_ndim}_{ndim}(src, dst):",
         "    i = cuda.blockIdx.x * THREADS + cuda.threadIdx.x",
         "    if i < dst.size:",
@@ -342,7 +350,7 @@ def common_source(threads: int, items: int) -> str:
         ],
     ]
     parts = ["\n".join(header) + "\n"]
-    parts += ["\n".join(["@cuda.jit(cache=True)", *k]) + "\n" for k in kernels]
+    parts += ["\n".join(["@cuda.jit(cache=CACHE)", *k]) + "\n" for k in kernels]
     for ndim in range(MAX_COPY_NDIM + 1):
         for src_ndim in range(ndim + 1):
             parts.append(_copy_source(src_ndim, ndim))
@@ -368,9 +376,7 @@ def kernels(spec: ElementwiseSpec, flags: tuple[bool, ...] = (), weighted: bool 
         if module is None:
             if len(flags) != len(spec.flags):
                 raise ValueError(f"{spec.name}: expected flags {spec.flags}, got {flags}")
-            stem = "cuda_" + spec.name + ("_weighted" if weighted else "")
-            stem += "".join(f"_{name}{int(v)}" for name, v in zip(spec.flags, flags, strict=True))
-            stem += f"_t{threads}_i{items}"
+            stem = f"cuda_{module_stem(spec, flags, weighted)}_t{threads}_i{items}"
             module = load_module(stem, module_source(spec, flags, weighted, threads, items))
             _modules[key] = module
     return module

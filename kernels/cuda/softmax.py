@@ -44,7 +44,10 @@ from types import SimpleNamespace
 
 from numba import cuda, float64, int64
 
+from fastloss.kernels._cache import enabled
 from fastloss.kernels.scalar import const
+
+CACHE = enabled()
 
 # Threads per block of every launch: a power of two (the tree reductions halve it), at most
 # MAX_THREADS, the size of the shared arrays (the kernels read the block size at run time, so
@@ -147,7 +150,7 @@ def _inverse(denominator):
     return 1.0 / denominator if denominator != 0.0 else math.inf
 
 
-@cuda.jit(cache=True)
+@cuda.jit(cache=CACHE)
 def check_targets(target, classes, ignore_index, weight, has_weight, mean, mean_over, info, norm):
     """One block. ``info = [first bad position or -1, its class index]``; ``norm`` =
     ``[loss denominator, z-loss denominator, sum of the class weights]``: for a mean, the
@@ -205,7 +208,7 @@ def check_targets(target, classes, ignore_index, weight, has_weight, mean, mean_
         norm[2] = weight_acc[0] if has_weight else float64(classes)
 
 
-@cuda.jit(cache=True)
+@cuda.jit(cache=CACHE)
 def set_norm(norm, denominator, z_denominator, weight_sum):
     if cuda.threadIdx.x == 0 and cuda.blockIdx.x == 0:
         norm[0] = denominator
@@ -213,7 +216,7 @@ def set_norm(norm, denominator, z_denominator, weight_sum):
         norm[2] = weight_sum
 
 
-@cuda.jit(cache=True)
+@cuda.jit(cache=CACHE)
 def index_rows(
     x,
     target,
@@ -359,7 +362,7 @@ def index_rows(
             grad[row_n, c, row_j] = gc
 
 
-@cuda.jit(cache=True)
+@cuda.jit(cache=CACHE)
 def prob_rows(x, target, weight, has_weight, smoothing, norm, want_grad, grad, row_ce):
     """Cross-entropy of row ``blockIdx.x`` against the class probabilities ``target[i]``:
     ``loss = sum_c w_c y'_c (lse - x_c)``, ``y' = (1 - smoothing) y + smoothing / C``,
@@ -416,7 +419,7 @@ def prob_rows(x, target, weight, has_weight, smoothing, norm, want_grad, grad, r
             grad[row_n, c, row_j] = r * math.exp(x[row_n, c, row_j] - m_d) - gs * yc
 
 
-@cuda.jit(cache=True)
+@cuda.jit(cache=CACHE)
 def nll_rows(x, target, weight, has_weight, ignore_index, unit, norm, want_grad, grad, row_ce):
     """NLL of log-probability row ``blockIdx.x``: ``-w_t x_t``; gradient ``-w_t / norm[0]``
     at the target, 0 elsewhere (``unit``: 1 in the dtype of ``x``)."""
@@ -443,7 +446,7 @@ def nll_rows(x, target, weight, has_weight, ignore_index, unit, norm, want_grad,
             grad[row_n, c, row_j] = gv if c == tgt else zero
 
 
-@cuda.jit(cache=True)
+@cuda.jit(cache=CACHE)
 def finalize(row_ce, row_z, has_z, norm, loss, z):
     """One block: ``loss = sum(row_ce) / norm[0] (+ sum(row_z) / norm[1] when has_z)``,
     ``z = sum(row_z) / norm[1]``, 0-d arrays, sums in a fixed order."""
@@ -468,7 +471,7 @@ def finalize(row_ce, row_z, has_z, norm, loss, z):
         z[()] = zv
 
 
-@cuda.jit(cache=True)
+@cuda.jit(cache=CACHE)
 def rows_out(row_ce, row_z, has_z, loss, z):
     """``reduction="none"``: ``loss[i] = row_ce[i] + row_z[i]``, ``z[i] = row_z[i]``."""
     i = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
@@ -522,7 +525,7 @@ def _keras_term(o, total, yc, mode, alpha, gamma, low, high):
     return term, dq, q_raw
 
 
-@cuda.jit(cache=True)
+@cuda.jit(cache=CACHE)
 def keras_rows(
     x,
     target,
@@ -646,7 +649,7 @@ def keras_rows(
         grad[row_n, c, row_j] = gc
 
 
-@cuda.jit(cache=True)
+@cuda.jit(cache=CACHE)
 def masked_norm(norm):
     """Keras's masked mean: a zero denominator (every row masked) becomes inf, so the mean
     is 0 and the gradient scale 0 (the z-loss's too: Keras has none)."""
