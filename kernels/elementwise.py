@@ -55,6 +55,7 @@ from types import ModuleType
 from fastloss.kernels import _cache
 from fastloss.kernels._cache import code_hash
 from fastloss.kernels._jit import SEGMENT, TASK_SEGMENTS
+from fastloss.kernels.vector_width import with_full_width
 
 # Elements per parallel block of the elementwise outputs (reduction="none").
 BLOCK = 1 << 16
@@ -375,20 +376,7 @@ def module_source(spec: ElementwiseSpec, flags: tuple[bool, ...], weighted: bool
             parts.append(_map_source(spec, kind, parallel, weighted))
     for kind in ("stage_value", "stage_value_grad"):
         parts.append(_stage_source(spec, kind, weighted))
-    return _with_full_width("\n\n".join(parts))
-
-
-def _with_full_width(source: str) -> str:
-    """``full_width()`` (:mod:`fastloss.kernels.vector_width`) as the first statement of every
-    kernel and of every ``prange`` body, which Numba compiles as a function of its own."""
-    lines = []
-    for line in source.splitlines():
-        lines.append(line)
-        stripped = line.lstrip()
-        if line.startswith("def ") or (stripped.startswith("for ") and " in prange(" in line):
-            indent = len(line) - len(stripped) + 4
-            lines.append(" " * indent + "full_width()")
-    return "\n".join(lines) + "\n"
+    return with_full_width("\n\n".join(parts))
 
 
 _modules: dict[tuple, ModuleType] = {}

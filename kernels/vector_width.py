@@ -15,9 +15,10 @@ inlined into its caller), it sets LLVM's
 function attribute ``"prefer-vector-width"="512"``, which overrides the tuning for that function
 only. Nothing else in the process changes (the user's own Numba code keeps its width, and Numba's
 target machine is untouched). On a CPU without AVX-512 the attribute has no effect: the widest
-legal vector is the CPU's own. The bits do not change with the width: every sum follows the lane
-contract of :mod:`fastloss.kernels.reduction`, and element math is the same IEEE operations at
-any width.
+legal vector is the CPU's own. The elementwise kernels' bits do not change with the width: every
+sum follows the lane contract of :mod:`fastloss.kernels.reduction`, and element math is the same
+IEEE operations at any width. (The softmax row kernels still sum inside a row by reassociation,
+so theirs do, until they move onto the row factory.)
 """
 
 from __future__ import annotations
@@ -41,3 +42,16 @@ def full_width(typingctx):
         return context.get_dummy_value()
 
     return types.none(), codegen
+
+
+def with_full_width(source: str) -> str:
+    """Generated kernel source with ``full_width()`` as the first statement of every top-level
+    function and of every ``prange`` body (the module must import :func:`full_width`)."""
+    lines = []
+    for line in source.splitlines():
+        lines.append(line)
+        stripped = line.lstrip()
+        if line.startswith("def ") or (stripped.startswith("for ") and " in prange(" in line):
+            indent = len(line) - len(stripped) + 4
+            lines.append(" " * indent + "full_width()")
+    return "\n".join(lines) + "\n"
