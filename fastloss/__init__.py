@@ -9,9 +9,45 @@ Importing fastloss compiles nothing and does not import Numba; kernels compile o
 and are cached on disk.
 """
 
+# The imports below follow _map_kernels(), which the source tree needs first.
+# ruff: noqa: E402
+
 __version__ = "0.1.0"
 
-from fastloss import registry as registry  # noqa: E402 - the registry reads the losses above
+
+def _map_kernels() -> None:
+    """Make ``fastloss.kernels`` importable when fastloss is imported from a checkout.
+
+    pyproject maps ``fastloss.kernels`` to the top-level ``kernels/`` folder: a wheel ships it
+    inside the package and an editable install's finder maps it, but Python run from the
+    repository root imports the source folder ``fastloss/``, which has no ``kernels``. There
+    (and only when nothing else finds it) the sibling folder is loaded as ``fastloss.kernels``,
+    as the editable finder does; its ``__init__`` is a docstring, so nothing compiles and
+    Numba is not imported.
+    """
+    import importlib.util
+    import os
+    import sys
+
+    name = __name__ + ".kernels"
+    if importlib.util.find_spec(name) is not None:
+        return  # a wheel, or an editable install
+    sibling = os.path.join(os.path.dirname(os.path.dirname(__file__)), "kernels")
+    init = os.path.join(sibling, "__init__.py")
+    if not os.path.isfile(init):
+        raise ImportError(
+            f"fastloss: no fastloss.kernels next to {os.path.dirname(__file__)}; install "
+            "fastloss (pip install .) or run from a complete checkout"
+        )
+    spec = importlib.util.spec_from_file_location(name, init, submodule_search_locations=[sibling])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+
+
+_map_kernels()
+
+from fastloss import registry as registry
 from fastloss.accumulator import Accumulator as Accumulator
 from fastloss.binary import binary_cross_entropy as binary_cross_entropy
 from fastloss.binary import binary_cross_entropy_with_logits as binary_cross_entropy_with_logits

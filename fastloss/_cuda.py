@@ -248,8 +248,8 @@ class _Plan:
         """Launch the fused pass over ``n`` elements (``args``: flat operands, then parameters)
         writing the gradients ``grads`` (None: forward only) and the block partials, then the
         one-block kernel that writes the loss into a new 0-d array of ``args[0]``'s dtype,
-        which it returns. ``weights`` (the flat weights, or None) makes ``"mean"`` divide by
-        their sum."""
+        which it returns. ``weights`` (the flat weights, or None; as many as the elements, or
+        fewer when they were broadcast) makes ``"mean"`` divide by their sum."""
         dtype = args[0].dtype
         blocks = -(-n // (self.threads * self.items))
         partials = self.empty((max(blocks, 1),), np.float64)
@@ -259,12 +259,14 @@ class _Plan:
         if by_weight:
             # The denominator is the sum of the weights, on the device: reduce it first, in
             # the same fixed order, then scale the gradient by its inverse read on the device.
-            weight_partials = self.empty((max(blocks, 1),), np.float64)
+            m = weights.size
+            weight_blocks = -(-m // (self.threads * self.items))
+            weight_partials = self.empty((max(weight_blocks, 1),), np.float64)
             denominator = self.empty((1,), np.float64)
             scale = self.empty((1,), dtype)
-            if n:
-                self.launch(self.common.block_sum, n, self.items, weights, weight_partials)
-            self.common.finalize_weights[single](weight_partials, blocks, denominator, scale)
+            if m:
+                self.launch(self.common.block_sum, m, self.items, weights, weight_partials)
+            self.common.finalize_weights[single](weight_partials, weight_blocks, denominator, scale)
         else:
             denominator = float(n) if reduction == "mean" else 1.0
             scale = dtype.type(1.0 / denominator) if denominator else dtype.type(np.inf)
@@ -326,10 +328,10 @@ def run(
         Compile-time options of the loss.
     reduction : {"mean", "sum", "none"}
     weight : device array, optional
-        Per-element weights, the shape of ``arrays[0]`` and of the broadcast shape.
+        Per-element weights, the shape of ``arrays[0]`` (broadcast as it is, torch's rule).
     mean_by_weight : bool
-        With ``weight``, ``"mean"`` divides by the sum of the weights (computed on the device)
-        instead of the element count.
+        With ``weight``, ``"mean"`` divides by the sum of ``weight``'s own elements (computed on
+        the device) instead of the element count.
     return_grad : bool
         Also return the gradients with respect to ``arrays[i]`` for ``i`` in
         ``kernel_spec.grads`` (of the sum of the losses for ``"none"``); ``None`` for an
@@ -375,7 +377,7 @@ def run(
                 f"weight: expected a shape that broadcasts to the shape of input {shapes[0]}, "
                 f"got {wop.shape}"
             )
-    elif wop is not None and (wop.shape != shapes[0] or wop.shape != shape):
+    elif wop is not None and wop.shape != shapes[0]:
         raise ValueError(f"weight: expected the shape of input {shapes[0]}, got {wop.shape}")
     n = math.prod(shape)
 
@@ -439,6 +441,8 @@ def run(
     else:
         by_weight = reduction == "mean" and mean_by_weight and wop is not None
         weights = flat[-1] if by_weight else None
+        if by_weight and wop.shape != shape:  # torch divides by the sum of weight itself
+            weights = plan.materialise(wop, wop.shape, dtype)
         result = plan.reduce(module, n, args, reduction, weights, grads if return_grad else None)
     if not return_grad:
         return result

@@ -15,7 +15,8 @@ Synchronisation: with class-index targets, one pre-pass kernel checks every inde
 rows (the denominator of ``"mean"`` stays on the device); its two-integer verdict is copied to
 the host so that an out-of-range index raises :class:`IndexError` (with its value and position)
 before any row is touched, ``input`` included when it is ``out``. That small device-to-host
-copy is the only synchronisation of a call; everything else is queued on one stream (CuPy's
+copy is the only synchronisation of a call (uint64 indices take two: see
+``_Call.check_targets``); everything else is queued on one stream (CuPy's
 current stream when ``input`` is CuPy, the exporter's stream, else Numba's default) and the
 loss comes back as a device array.
 
@@ -65,6 +66,7 @@ class _Call:
             self.classes = op.shape[1]
             self.cube_shape = (op.shape[0], self.classes, math.prod(op.shape[2:]))
         self.rows = math.prod(self.batch_shape)
+        self.unsigned = False  # uint64 class indices (see check_targets)
         if self.classes == 0 and self.rows:
             raise ValueError(f"input: expected at least one class, got shape {op.shape}")
         ops = [op] + [_cuda._intake(v, name) for v, name in others if v is not None]
@@ -117,9 +119,10 @@ class _Call:
                 f"target: expected class indices of shape {self.batch_shape} for input of "
                 f"shape {self.shape}, got shape {t.shape}"
             )
+        self.unsigned = t.dtype == np.uint64
         if t.contiguous("C"):
             return t.value.reshape((self.rows,))
-        flat = self.plan.empty(self.batch_shape, np.dtype(np.int64))
+        flat = self.plan.empty(self.batch_shape, np.dtype(np.uint64 if self.unsigned else np.int64))
         self.plan.copy(t.value, flat)
         return flat.reshape((self.rows,))
 
@@ -157,29 +160,40 @@ class _Call:
 
     def check_targets(self, flat, weight, has_weight, ignore_index, reduction, mean_over):
         """The pre-pass: denominators into a new ``norm`` device array (returned); raises
-        IndexError for an index outside [0, C) that is not ``ignore_index``."""
+        IndexError for an index outside [0, C) that is not ``ignore_index``.
+
+        The kernels read an index as int64, so a uint64 index beyond int64 reads as a negative
+        one, which may be a negative ``ignore_index`` (2**64 - 100 is -100): no uint64 index is
+        that ``ignore_index``, so uint64 indices are checked a second time against a
+        non-negative one (``C``, refused by the first check), a second synchronisation."""
         norm = self.plan.empty((3,), np.dtype(np.float64))
         info = self.plan.empty((2,), np.dtype(np.int64))
         over = -1.0 if mean_over is None else float(mean_over)
-        self.single(
-            self.k.check_targets,
-            flat,
-            np.int64(self.classes),
-            np.int64(ignore_index),
-            weight,
-            has_weight,
-            reduction == "mean",
-            np.float64(over),
-            info,
-            norm,
-        )
-        bad, value = (int(v) for v in self._to_host(info))  # the one synchronisation
-        if bad >= 0:
-            where = np.unravel_index(bad, self.batch_shape) if self.batch_shape else ()
-            raise IndexError(
-                f"target: class index {value} at position {tuple(int(i) for i in where)} is "
-                f"out of range [0, {self.classes}) and is not ignore_index ({ignore_index})"
+        checks = [ignore_index]
+        if self.unsigned and ignore_index < 0:
+            checks.append(self.classes)
+        for ignored in checks:
+            self.single(
+                self.k.check_targets,
+                flat,
+                np.int64(self.classes),
+                np.int64(ignored),
+                weight,
+                has_weight,
+                reduction == "mean",
+                np.float64(over),
+                info,
+                norm if ignored == ignore_index else self.plan.empty((3,), np.dtype(np.float64)),
             )
+            bad, value = (int(v) for v in self._to_host(info))  # a synchronisation
+            if bad >= 0:
+                value = value % 2**64 if self.unsigned else value
+                where = np.unravel_index(bad, self.batch_shape) if self.batch_shape else ()
+                raise IndexError(
+                    f"target: class index {value} at position {tuple(int(i) for i in where)} "
+                    f"is out of range [0, {self.classes}) and is not ignore_index "
+                    f"({ignore_index})"
+                )
         return norm
 
     def _to_host(self, array) -> np.ndarray:

@@ -186,8 +186,9 @@ def run(
     ``arrays`` are NumPy arrays in the compute dtype, broadcastable together; the gradients
     are with respect to ``arrays[i]`` for ``i`` in ``kernel_spec.grads``, returned in the shape of
     those arrays and in ``grad_dtypes`` (default: the compute dtype). ``weight`` (same shape
-    as the broadcast inputs) multiplies each element's loss; with ``mean_by_weight`` the mean
-    divides by the sum of the weights instead of the element count, and ``denominator``
+    as the broadcast inputs, or of ``arrays[0]``, broadcast as it is) multiplies each element's
+    loss; with ``mean_by_weight`` the mean divides by the sum of ``weight``'s own elements
+    (torch's rule) instead of the element count, and ``denominator``
     (batchmean's batch size) replaces the element count where given.
 
     While an :class:`~fastloss.Accumulator` updates (:func:`fastloss._reduction.active`), the
@@ -201,7 +202,12 @@ def run(
             shape = broadcast_shape(shapes, list(names))
             arrays = [a if a.shape == shape else np.broadcast_to(a, shape) for a in arrays]
             break
+    weights = None  # the denominator of a weighted mean: weight's own elements (torch's rule)
     if weight is not None:
+        if mean_by_weight:
+            weights = weight
+        if weight.shape != shape:  # weight has input's shape: it broadcasts as input does
+            weight = np.broadcast_to(weight, shape)
         arrays = [*arrays, weight]
     # One memory order for every operand: C, or F when all are Fortran-contiguous; operands
     # in neither (strided views, broadcasts) are copied.
@@ -260,7 +266,8 @@ def run(
             _launch(module, "map_value", n, (*flat, *typed, flat_loss))
         result = loss
     else:
-        weights = flat[-1] if mean_by_weight and weight is not None else None
+        if weights is not None:
+            weights = flat[-1] if weights.shape == shape else np.ascontiguousarray(weights).ravel()
         kind = "reduce_value_grad" if return_grad else "reduce_value"
         grad_args = ()
         sink = _reduction.active()

@@ -6,11 +6,13 @@ Errors name the argument, what was expected and what came. Checks raise exceptio
 
 from __future__ import annotations
 
+import operator
 import warnings
 
 import numpy as np
 
 REDUCTIONS = ("none", "mean", "sum")
+INT64_MAX = 2**63 - 1
 
 
 def check_reduction(reduction: object, allowed: tuple[str, ...] = REDUCTIONS) -> str:
@@ -25,6 +27,8 @@ def legacy_reduction(size_average: bool | None, reduce: bool | None, reduction: 
     """torch's deprecated ``size_average``/``reduce`` pair, resolved as torch resolves it."""
     if size_average is None and reduce is None:
         return reduction
+    check_option(size_average, "size_average", "bool", none=True)
+    check_option(reduce, "reduce", "bool", none=True)
     size_average = True if size_average is None else size_average
     reduce = True if reduce is None else reduce
     if size_average and reduce:
@@ -40,16 +44,99 @@ def legacy_reduction(size_average: bool | None, reduce: bool | None, reduction: 
     return resolved
 
 
-def check_nonnegative(value: object, name: str, *, strict: bool = False) -> float:
-    """Return ``value`` as a float if it is a finite-or-inf number >= 0 (> 0 when strict)."""
+def _show(value: object) -> str:
+    """``repr(value)``, cut short (a huge int has hundreds of digits)."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:30] + "..."
+
+
+def check_option(
+    value: object,
+    name: str,
+    kind: str = "real",
+    *,
+    none: bool = False,
+    finite: bool = True,
+    low: float | None = None,
+    high: float | None = None,
+    strict: bool = False,
+) -> float | int | bool | None:
+    """Validate the scalar option ``name`` and return it as a Python float, int or bool.
+
+    Parameters
+    ----------
+    value : object
+        The caller's value.
+    name : str
+        The argument's name, which starts every message.
+    kind : {"real", "int", "bool"}
+        ``"real"``: any real number (``float()``-able, not a string), returned as a float;
+        ``"int"``: an integer in int64's range (``operator.index``-able, not a bool, not a
+        float: torch refuses ``ignore_index=1.0``); ``"bool"``: a Python or NumPy bool.
+    none : bool
+        ``None`` is allowed (and returned).
+    finite : bool
+        A real option must be finite (NaN is always refused).
+    low, high : float, optional
+        Bounds of a real option: ``>= low`` (``> low`` when ``strict``) and ``<= high``.
+
+    Returns
+    -------
+    float, int, bool or None
+
+    Raises
+    ------
+    TypeError
+        A value of the wrong type: a string, ``None`` where not allowed, a float for an int.
+    ValueError
+        A value of the right type outside the allowed values: NaN, inf where not allowed, an
+        int outside int64, a number out of bounds or too large for a float.
+    """
+    if value is None and none:
+        return None
+    if kind == "bool":
+        if isinstance(value, bool | np.bool_):
+            return bool(value)
+        raise TypeError(f"{name}: expected a bool{' or None' if none else ''}, got {_show(value)}")
+    if kind == "int":
+        try:
+            if isinstance(value, bool | np.bool_):
+                raise TypeError
+            number = operator.index(value)  # type: ignore[arg-type]
+        except TypeError:
+            expected = "an int or None" if none else "an int"
+            raise TypeError(f"{name}: expected {expected}, got {_show(value)}") from None
+        if not -INT64_MAX - 1 <= number <= INT64_MAX:
+            raise ValueError(f"{name}: expected an int in int64's range, got {_show(value)}")
+        return number
+    expected = "a finite real number" if finite else "a real number"
+    if low is not None and high is not None:
+        expected += f" in [{low:g}, {high:g}]"
+    elif low is not None:
+        expected += f" {'>' if strict else '>='} {low:g}"
+    if none:
+        expected += " or None"
     try:
+        if isinstance(value, str | bytes | np.complexfloating):
+            raise TypeError
         number = float(value)  # type: ignore[arg-type]
+    except OverflowError:
+        raise ValueError(f"{name}: expected {expected}, got {_show(value)}") from None
     except (TypeError, ValueError):
-        raise TypeError(f"{name}: expected a real number, got {value!r}") from None
-    if number != number or number < 0 or (strict and number == 0):
-        bound = "> 0" if strict else ">= 0"
-        raise ValueError(f"{name}: expected a number {bound}, got {value!r}")
+        raise TypeError(f"{name}: expected {expected}, got {_show(value)}") from None
+    if (
+        number != number
+        or (finite and abs(number) == np.inf)
+        or (low is not None and (number < low or (strict and number == low)))
+        or (high is not None and number > high)
+    ):
+        raise ValueError(f"{name}: expected {expected}, got {_show(value)}")
     return number
+
+
+def check_nonnegative(value: object, name: str, *, strict: bool = False) -> float:
+    """Return ``value`` as a float if it is a number >= 0 (> 0 when strict), inf included."""
+    return check_option(value, name, finite=False, low=0.0, strict=strict)  # type: ignore[return-value]
 
 
 def split_out(out: object, return_grad: bool, count: int) -> list:
@@ -64,8 +151,22 @@ def split_out(out: object, return_grad: bool, count: int) -> list:
     if not return_grad:
         raise ValueError("out: receives the gradient, so it needs return_grad=True")
     if isinstance(out, tuple | list):
-        if len(out) != count:
-            raise ValueError(f"out: expected {count} arrays, got {len(out)}")
+        arrays = all(o is None or hasattr(o, "shape") for o in out)
+        if len(out) != count or not arrays:
+            kinds = ", ".join(sorted({type(o).__name__ for o in out})) or "entries"
+            found = f"got a {type(out).__name__} of {len(out)} {kinds}"
+            if not arrays:
+                expected = (
+                    "an array, which receives the gradient (or a tuple of that one array)"
+                    if count == 1
+                    else f"an array (the first gradient's) or a tuple of {count} arrays, one per "
+                    "gradient"
+                )
+                raise TypeError(f"out: expected {expected}; {found}")
+            raise ValueError(
+                f"out: expected {count} arrays, one per gradient (an array, or a tuple of "
+                f"{count}); {found}"
+            )
         return list(out)
     outs[0] = out
     return outs
@@ -105,11 +206,23 @@ def host_array(x: object, name: str) -> np.ndarray:
     try:
         array = np.asarray(x)
     except Exception as exc:  # anything that can't become an array is a type error here
+        if str(getattr(x, "dtype", "")).endswith("bfloat16"):
+            raise unsupported_dtype(name, x.dtype) from None
         raise TypeError(
             f"{name}: expected an array (NumPy, CuPy, DLPack or a sequence of numbers), "
             f"got {type(x).__name__}"
         ) from exc
     return array
+
+
+def unsupported_dtype(name: str, dtype: object, expected: str = "") -> TypeError:
+    """The ``TypeError`` for an array of ``dtype``: bfloat16 (torch's, or ml_dtypes' in NumPy)
+    is said to be unsupported yet; any other dtype gets ``expected``."""
+    if str(dtype).endswith("bfloat16"):
+        return TypeError(
+            f"{name}: bfloat16 is not supported yet, got dtype {dtype}; convert it to float32 first"
+        )
+    return TypeError(f"{name}: expected {expected}, got {dtype}")
 
 
 def compute_dtype(dtype: np.dtype, name: str) -> np.dtype:
@@ -126,9 +239,8 @@ def compute_dtype(dtype: np.dtype, name: str) -> np.dtype:
             return np.dtype(np.float64)
     elif kind in "iub":
         return np.dtype(np.float64)
-    raise TypeError(
-        f"{name}: expected a floating, integer or bool dtype "
-        f"(float16, float32 or float64 for inputs), got {dtype}"
+    raise unsupported_dtype(
+        name, dtype, "a floating, integer or bool dtype (float16, float32 or float64 for inputs)"
     )
 
 
@@ -137,7 +249,7 @@ def check_cast(array: np.ndarray, dtype: np.dtype, name: str) -> np.ndarray:
     if array.dtype == dtype:
         return array
     if array.dtype.kind not in "fiub" or (array.dtype.kind == "f" and array.dtype.itemsize > 8):
-        raise TypeError(f"{name}: expected a floating, integer or bool dtype, got {array.dtype}")
+        raise unsupported_dtype(name, array.dtype, "a floating, integer or bool dtype")
     return array.astype(dtype)
 
 

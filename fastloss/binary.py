@@ -32,6 +32,7 @@ import numpy as np
 
 from fastloss import _reduction
 from fastloss._intake import (
+    check_option,
     check_reduction,
     compute_dtype,
     host_array,
@@ -173,13 +174,6 @@ def _class_weight(alpha: float, balance: bool) -> tuple[float, float]:
     """``(a1, a0)`` with ``a1 t + a0 = alpha t + (1 - alpha)(1 - t)``, or ``(0, 1)`` (weight 1)
     without balancing: a runtime weight, so balancing costs no kernel of its own."""
     return (2.0 * alpha - 1.0, 1.0 - alpha) if balance else (0.0, 1.0)
-
-
-def _real(value: object, name: str) -> float:
-    try:
-        return float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise TypeError(f"{name}: expected a real number, got {value!r}") from None
 
 
 def _check_unit(a: np.ndarray, name: str) -> None:
@@ -492,8 +486,8 @@ def sigmoid_focal_loss(
     0.017444
     """
     reduction = check_reduction(reduction)
-    alpha = _real(alpha, "alpha")
-    gamma = _real(gamma, "gamma")
+    alpha = check_option(alpha, "alpha")
+    gamma = check_option(gamma, "gamma")
     x, t = _pair("sigmoid_focal_loss", inputs, targets, ("inputs", "targets"))
     return _loss(
         ("binary", "SIGMOID_FOCAL"),
@@ -524,13 +518,6 @@ def _keras_axes(shape: tuple[int, ...], axis: object) -> tuple[int, ...]:
     if len(set(normal)) != len(normal):
         raise ValueError(f"axis: expected distinct axes, got {axis!r}")
     return tuple(normal) if shape else ()
-
-
-def _smoothing(label_smoothing: object) -> float:
-    value = _real(label_smoothing, "label_smoothing")
-    if not 0.0 <= value <= 1.0:
-        raise ValueError(f"label_smoothing: expected a number in [0, 1], got {label_smoothing!r}")
-    return value
 
 
 def _keras_call(
@@ -665,12 +652,11 @@ def binary_crossentropy(
     array([0.916, 0.714])
     """
     reduction = check_reduction(reduction)
-    smoothing = _smoothing(label_smoothing)
+    smoothing = check_option(label_smoothing, "label_smoothing", low=0.0, high=1.0)
+    from_logits = check_option(from_logits, "from_logits", "bool")
     x, t = _pair("binary_crossentropy", input, target)
     params = (KERAS_EPSILON, 1.0 - KERAS_EPSILON, 1.0 - smoothing, 0.5 * smoothing)
-    return _keras_call(
-        "KERAS_BCE", x, t, params, (bool(from_logits),), axis, reduction, return_grad, out
-    )
+    return _keras_call("KERAS_BCE", x, t, params, (from_logits,), axis, reduction, return_grad, out)
 
 
 def binary_focal_crossentropy(
@@ -745,9 +731,11 @@ def binary_focal_crossentropy(
     array([0.33 , 0.206])
     """
     reduction = check_reduction(reduction)
-    smoothing = _smoothing(label_smoothing)
-    alpha = _real(alpha, "alpha")
-    gamma = _real(gamma, "gamma")
+    smoothing = check_option(label_smoothing, "label_smoothing", low=0.0, high=1.0)
+    alpha = check_option(alpha, "alpha")
+    gamma = check_option(gamma, "gamma")
+    balance = check_option(apply_class_balancing, "apply_class_balancing", "bool")
+    from_logits = check_option(from_logits, "from_logits", "bool")
     x, t = _pair("binary_focal_crossentropy", input, target)
     # the clip bounds in the compute dtype, and their logarithms (the from-logits path)
     dtype = compute_dtype(_device_dtype(x) if _on_device(x) else x.dtype, "input")
@@ -761,11 +749,11 @@ def binary_focal_crossentropy(
         math.log1p(-hi),
         1.0 - smoothing,
         0.5 * smoothing,
-        *_class_weight(alpha, bool(apply_class_balancing)),
+        *_class_weight(alpha, balance),
         gamma,
         _parity(gamma),
     )
-    flags = (bool(from_logits), gamma == 2.0)
+    flags = (from_logits, gamma == 2.0)
     return _keras_call("KERAS_FOCAL", x, t, params, flags, axis, reduction, return_grad, out)
 
 

@@ -14,7 +14,13 @@ from typing import Any
 
 import numpy as np
 
-from fastloss._intake import check_reduction, host_array, is_device_array, legacy_reduction
+from fastloss._intake import (
+    check_option,
+    check_reduction,
+    host_array,
+    is_device_array,
+    legacy_reduction,
+)
 from fastloss.regression import _loss
 
 ArrayLike = Any
@@ -134,7 +140,7 @@ def kl_div(
         {"input": x, "target": target},
         reduction=reduction,
         params=(scale,),
-        flags=(bool(log_target),),
+        flags=(check_option(log_target, "log_target", "bool"),),
         return_grad=return_grad,
         out=out,
         denominator=batch,

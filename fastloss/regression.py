@@ -21,11 +21,13 @@ from fastloss import _elementwise
 from fastloss._intake import (
     check_cast,
     check_nonnegative,
+    check_option,
     check_reduction,
     compute_dtype,
     host_array,
     is_device_array,
     legacy_reduction,
+    split_out,
     warn_target_size,
 )
 
@@ -63,6 +65,7 @@ def _loss(
     ``denominator`` replaces the element count of a mean (a batch mean's batch size; host
     arrays only)."""
     reduction = check_reduction(reduction)
+    return_grad = check_option(return_grad, "return_grad", "bool")
     kernel_spec = _elementwise.spec(*family_spec)
     if weight is None and out is None and denominator is None:
         result = _elementwise.run_plain(
@@ -98,8 +101,7 @@ def _loss(
         warn_target_size(host[0].shape, host[1].shape)
     if weight is not None:
         weight = check_cast(host_array(weight, "weight"), dtype, "weight")
-        full = np.broadcast_shapes(*(a.shape for a in host))
-        if weight.shape != host[0].shape or weight.shape != full:
+        if weight.shape != host[0].shape:  # torch's rule; it then broadcasts as input does
             raise ValueError(
                 f"weight: expected the shape of input {host[0].shape}, got {weight.shape}"
             )
@@ -139,7 +141,10 @@ def mse_loss(
     ``reduction="mean"`` divides the sum by the element count, or by :math:`\sum_i w_i` when
     ``weight`` is given (torch's weighted mean); ``"sum"`` sums; ``"none"`` returns
     :math:`\ell`. ``target`` broadcasts against ``input`` with torch's warning when the sizes
-    differ; ``weight`` must have the shape of ``input``.
+    differ; ``weight`` must have the shape of ``input`` and broadcasts as ``input`` does, as in
+    torch: the weighted mean then divides by the sum of ``weight``'s own elements (an input of
+    shape ``(4,)`` against a target of shape ``(3, 4)`` counts each weight once, not 3 times).
+    The gradient has ``input``'s shape (summed over the broadcast axes).
 
     Parameters
     ----------
@@ -149,7 +154,7 @@ def mse_loss(
         torch's deprecated reduction flags; they override ``reduction`` when given.
     reduction : {"mean", "sum", "none"}
     weight : array_like, optional
-        Per-element weights, the shape of ``input``.
+        Per-element weights, the shape of ``input`` (broadcast with it).
     return_grad : bool
         Also return the gradient with respect to ``input``.
     out : ndarray, optional
@@ -241,7 +246,8 @@ def huber_loss(
         \frac{\partial \ell_i}{\partial x_i} = w_i \operatorname{clamp}(d_i, -\delta, \delta)
 
     ``delta`` must be > 0 (torch refuses other values). With ``weight``, the mean divides the
-    weighted sum by the element count (torch's weighted Huber mean, unlike its weighted MSE).
+    weighted sum by the element count of the broadcast shape (torch's weighted Huber mean,
+    unlike its weighted MSE).
     Arguments and returns as :func:`mse_loss`.
 
     Examples
@@ -344,13 +350,14 @@ def poisson_nll_loss(
     0.859141
     """
     reduction = legacy_reduction(size_average, reduce, reduction)
-    eps = float(eps)
+    eps = check_option(eps, "eps")
+    flags = (check_option(log_input, "log_input", "bool"), check_option(full, "full", "bool"))
     return _loss(
         ("regression", "POISSON_NLL"),
         {"input": input, "target": target},
         reduction=reduction,
         params=(eps,),
-        flags=(bool(log_input), bool(full)),
+        flags=flags,
         return_grad=return_grad,
         out=out,
     )
@@ -429,22 +436,21 @@ def gaussian_nll_loss(
     0.360787
     """
     reduction = check_reduction(reduction)
-    eps = float(eps)
+    eps = check_option(eps, "eps")
+    full = check_option(full, "full", "bool")
+    return_grad = check_option(return_grad, "return_grad", "bool")
     scalar_var = isinstance(var, int | float) and not isinstance(var, bool)
     if scalar_var:
         if var < 0:
             raise ValueError(f"var: expected variances >= 0, got {var!r}")
         # a kernel parameter: no variance array, no variance gradient (torch gives none)
-        if isinstance(out, tuple | list):
-            if len(out) != 2:
-                raise ValueError(f"out: expected an array or a pair of arrays, got {len(out)}")
-            out = out[0]
+        out = split_out(out, return_grad, 2)[0]
         result = _loss(
             ("regression", "GAUSSIAN_NLL_SCALAR_VAR"),
             {"input": input, "target": target},
             reduction=reduction,
             params=(float(var), eps),
-            flags=(bool(full),),
+            flags=(full,),
             return_grad=return_grad,
             out=out,
         )
@@ -468,7 +474,7 @@ def gaussian_nll_loss(
             raise ValueError(f"out[1]: expected shape {var_shape}, got {tuple(var_out.shape)}")
         out = (out[0], var_out[..., None])  # a view: the kernel writes into the caller's array
     arrays = {"input": input, "target": target, "var": var}
-    options = {"params": (eps,), "flags": (bool(full),)}
+    options = {"params": (eps,), "flags": (full,)}
     # The device path's variance check: a negative var makes the loss NaN (see the kernel), so
     # a NaN sum copies var back and checks it, before any out= array is written.
     after = device and reduction != "none" and out is None
@@ -520,6 +526,7 @@ def rmse_loss(
     1.4142135623730951
     """
     reduction = check_reduction(reduction)
+    return_grad = check_option(return_grad, "return_grad", "bool")
     if reduction == "none":
         return l1_loss(input, target, reduction="none", return_grad=return_grad, out=out)
     if return_grad and not _device(input, target):

@@ -23,13 +23,16 @@ import numpy as np
 from fastloss import _elementwise, _reduction, _threading
 from fastloss._elementwise import _same_memory, check_out
 from fastloss._intake import (
+    INT64_MAX,
     check_cast,
     check_nonnegative,
+    check_option,
     check_reduction,
     compute_dtype,
     host_array,
     is_device_array,
     legacy_reduction,
+    unsupported_dtype,
 )
 from fastloss.regression import _grad_dtype
 
@@ -63,7 +66,7 @@ class _Rows:
                 "got a 0-d array"
             )
         if x.dtype.kind != "f":
-            raise TypeError(f"{name}: expected a floating dtype, got {x.dtype}")
+            raise unsupported_dtype(name, x.dtype, "a floating dtype")
         self.original = x
         self.dtype = compute_dtype(x.dtype, name)
         self.grad_dtype = _grad_dtype(x, self.dtype)  # the input's floating dtype, as torch
@@ -159,7 +162,16 @@ def _index_target(target: object, rows: _Rows, name: str = "target") -> np.ndarr
         )
     if t.dtype.byteorder not in "=|":
         t = t.astype(t.dtype.newbyteorder("="))
-    return np.ascontiguousarray(t).reshape(-1)
+    flat = np.ascontiguousarray(t).reshape(-1)
+    if flat.dtype == np.uint64 and flat.size and flat.max() > INT64_MAX:
+        # the kernels read indices as int64: 2**64 - 100 would wrap to -100 (ignore_index)
+        bad = int(np.argmax(flat > INT64_MAX))
+        where = np.unravel_index(bad, rows.batch_shape) if rows.batch_shape else ()
+        raise IndexError(
+            f"{name}: class index {int(flat[bad])} at position {tuple(int(i) for i in where)} "
+            f"is out of range [0, {rows.classes}) and does not fit int64"
+        )
+    return flat
 
 
 def _checked_targets(
@@ -306,10 +318,7 @@ def _finish(result: tuple, return_z_loss: bool, return_grad: bool):
 
 
 def _check_smoothing(label_smoothing: object) -> float:
-    value = check_nonnegative(label_smoothing, "label_smoothing")
-    if value > 1:
-        raise ValueError(f"label_smoothing: expected a number in [0, 1], got {label_smoothing!r}")
-    return value
+    return check_option(label_smoothing, "label_smoothing", low=0.0, high=1.0)
 
 
 def _check_probability_options(ignore_index: int, softcap: float) -> None:
@@ -327,15 +336,15 @@ def _check_probability_options(ignore_index: int, softcap: float) -> None:
 
 
 def _check_gamma(gamma: object) -> float:
-    value = check_nonnegative(gamma, "gamma")
-    if value == np.inf:
-        raise ValueError(f"gamma: expected a finite number >= 0, got {gamma!r}")
-    return value
+    return check_option(gamma, "gamma", low=0.0)
 
 
-def _check_grad_options(return_grad: bool, out: object) -> None:
+def _check_grad_options(return_grad: object, out: object) -> bool:
+    """``return_grad`` checked (a bool), and ``out`` only with it."""
+    return_grad = check_option(return_grad, "return_grad", "bool")
     if out is not None and not return_grad:
         raise ValueError("out: receives the gradient, so it needs return_grad=True")
+    return return_grad
 
 
 def cross_entropy(
@@ -439,12 +448,14 @@ def cross_entropy(
            [-0.1674,  0.1224,  0.045 ]])
     """
     reduction = check_reduction(legacy_reduction(size_average, reduce, reduction))
-    _check_grad_options(return_grad, out)
+    return_grad = _check_grad_options(return_grad, out)
+    return_z_loss = check_option(return_z_loss, "return_z_loss", "bool")
+    ignore_index = check_option(ignore_index, "ignore_index", "int")
     smoothing = _check_smoothing(label_smoothing)
     cap = 0.0 if softcap is None else check_nonnegative(softcap, "softcap", strict=True)
     if cap == np.inf:
         cap = 0.0  # s tanh(x / s) -> x: no capping
-    z_scale = check_nonnegative(z_loss_scale, "z_loss_scale")
+    z_scale = check_option(z_loss_scale, "z_loss_scale", low=0.0)
     if is_device_array(input):  # CuPy or any __cuda_array_interface__: CUDA kernels
         from fastloss import _cuda_softmax
 
@@ -567,7 +578,8 @@ def nll_loss(
     :func:`cross_entropy` with class-index targets.
     """
     reduction = check_reduction(legacy_reduction(size_average, reduce, reduction))
-    _check_grad_options(return_grad, out)
+    return_grad = _check_grad_options(return_grad, out)
+    ignore_index = check_option(ignore_index, "ignore_index", "int")
     if is_device_array(input):
         from fastloss import _cuda_softmax
 
@@ -635,13 +647,15 @@ def focal_loss(
     0.045678
     """
     reduction = check_reduction(reduction)
-    _check_grad_options(return_grad, out)
+    return_grad = _check_grad_options(return_grad, out)
     g = _check_gamma(gamma)
+    alpha = check_option(alpha, "alpha")
+    ignore_index = check_option(ignore_index, "ignore_index", "int")
     if is_device_array(input):
         from fastloss import _cuda_softmax
 
         result = _cuda_softmax.focal_loss(
-            input, target, float(alpha), g, reduction, ignore_index, return_grad, out
+            input, target, alpha, g, reduction, ignore_index, return_grad, out
         )
         return _finish(result, False, return_grad)
     rows = _Rows(input)
@@ -654,7 +668,7 @@ def focal_loss(
         has_weight,
         ignore_index,
         reduction,
-        alpha=float(alpha),
+        alpha=alpha,
         gamma=g,
         mode=_FOCAL,
         return_grad=return_grad,
@@ -761,7 +775,7 @@ def _keras_call(
 def _keras_device(input, target, axis, **options):
     """Keras's losses on a CUDA device: classes along the last axis only."""
     ndim = len(input.shape)
-    if int(axis) not in (-1, ndim - 1):
+    if axis not in (-1, ndim - 1):
         raise ValueError(
             f"axis: on a CUDA device only the last axis (-1 or {ndim - 1}) is supported, got {axis}"
         )
@@ -798,15 +812,17 @@ def categorical_crossentropy(
     "sum" adds them, "none" returns them (``input``'s shape without ``axis``).
     """
     reduction = check_reduction(reduction)
-    _check_grad_options(return_grad, out)
+    return_grad = _check_grad_options(return_grad, out)
     smoothing = _check_smoothing(label_smoothing)
+    from_logits = check_option(from_logits, "from_logits", "bool")
+    axis = check_option(axis, "axis", "int")
     if is_device_array(input):
         return _keras_device(
             input,
             target,
             axis,
             sparse=False,
-            from_logits=bool(from_logits),
+            from_logits=from_logits,
             mode=_KERAS_CROSSENTROPY,
             smoothing=smoothing,
             alpha=1.0,
@@ -817,7 +833,7 @@ def categorical_crossentropy(
             return_grad=return_grad,
             out=out,
         )
-    rows = _Rows(input, class_axis=int(axis))
+    rows = _Rows(input, class_axis=axis)
     y = _dense_target(target, rows)
     if from_logits:  # Keras takes log_softmax: the probability-target cross-entropy
         ones, has_weight = _class_weight(None, rows)
@@ -864,15 +880,18 @@ def sparse_categorical_crossentropy(
     mask); without ``ignore_class``, label -100 is skipped as Keras's torch backend skips it.
     """
     reduction = check_reduction(reduction)
-    _check_grad_options(return_grad, out)
-    ignore = -100 if ignore_class is None else int(ignore_class)
+    return_grad = _check_grad_options(return_grad, out)
+    ignore_class = check_option(ignore_class, "ignore_class", "int", none=True)
+    ignore = -100 if ignore_class is None else ignore_class
+    from_logits = check_option(from_logits, "from_logits", "bool")
+    axis = check_option(axis, "axis", "int")
     if is_device_array(input):
         return _keras_device(
             input,
             target,
             axis,
             sparse=True,
-            from_logits=bool(from_logits),
+            from_logits=from_logits,
             mode=_KERAS_CROSSENTROPY,
             smoothing=0.0,
             alpha=1.0,
@@ -883,7 +902,7 @@ def sparse_categorical_crossentropy(
             return_grad=return_grad,
             out=out,
         )
-    rows = _Rows(input, class_axis=int(axis))
+    rows = _Rows(input, class_axis=axis)
     flat = _sparse_target(target, rows)
     ones, has_weight = _class_weight(None, rows)
     count, _ = _checked_targets(flat, rows, ignore, ones, False)
@@ -950,19 +969,22 @@ def categorical_focal_crossentropy(
     ``alpha`` is a scalar.
     """
     reduction = check_reduction(reduction)
-    _check_grad_options(return_grad, out)
+    return_grad = _check_grad_options(return_grad, out)
     smoothing = _check_smoothing(label_smoothing)
     g = _check_gamma(gamma)
+    alpha = check_option(alpha, "alpha")
+    from_logits = check_option(from_logits, "from_logits", "bool")
+    axis = check_option(axis, "axis", "int")
     if is_device_array(input):
         return _keras_device(
             input,
             target,
             axis,
             sparse=False,
-            from_logits=bool(from_logits),
+            from_logits=from_logits,
             mode=_KERAS_FOCAL,
             smoothing=smoothing,
-            alpha=float(alpha),
+            alpha=alpha,
             gamma=g,
             ignore_class=-1,
             masked=False,
@@ -970,16 +992,16 @@ def categorical_focal_crossentropy(
             return_grad=return_grad,
             out=out,
         )
-    rows = _Rows(input, class_axis=int(axis))
+    rows = _Rows(input, class_axis=axis)
     y = _dense_target(target, rows)
     return _keras_call(
         rows,
         y,
         sparse=False,
-        from_logits=bool(from_logits),
+        from_logits=from_logits,
         mode=_KERAS_FOCAL,
         smoothing=smoothing,
-        alpha=float(alpha),
+        alpha=alpha,
         gamma=g,
         ignore_class=-1,
         reduction=reduction,
