@@ -380,7 +380,24 @@ def module_source(spec: ElementwiseSpec, flags: tuple[bool, ...], weighted: bool
 
 
 _modules: dict[tuple, ModuleType] = {}
-_lock = threading.Lock()
+_lock = threading.RLock()
+
+
+def memoised(key: tuple, build) -> ModuleType:
+    """The module ``build()`` returns, built once per ``key`` for every factory (thread-safe;
+    reentrant, as a build may load another module)."""
+    module = _modules.get(key)
+    if module is None:
+        with _lock:
+            module = _modules.get(key)
+            if module is None:
+                module = _modules[key] = build()
+    return module
+
+
+def check_flags(name: str, expected: tuple[str, ...], flags: tuple[bool, ...]) -> None:
+    if len(flags) != len(expected):
+        raise ValueError(f"{name}: expected flags {expected}, got {flags}")
 
 
 def load_module(stem: str, source: str) -> ModuleType:
@@ -413,17 +430,10 @@ def kernels(spec: ElementwiseSpec, flags: tuple[bool, ...] = (), weighted: bool 
     Its attributes ``reduce_value_serial``, ``reduce_value_parallel``, ... are Numba dispatchers
     that compile on first call and cache on disk.
     """
-    key = (spec, flags, weighted)
-    module = _modules.get(key)
-    if module is not None:
-        return module
-    with _lock:
-        module = _modules.get(key)
-        if module is not None:
-            return module
-        if len(flags) != len(spec.flags):
-            raise ValueError(f"{spec.name}: expected flags {spec.flags}, got {flags}")
+
+    def build():
+        check_flags(spec.name, spec.flags, flags)
         source = module_source(spec, flags, weighted)
-        module = load_module(module_stem(spec, flags, weighted), source)
-        _modules[key] = module
-        return module
+        return load_module(module_stem(spec, flags, weighted), source)
+
+    return memoised(("cpu", spec, flags, weighted), build)

@@ -72,12 +72,11 @@ every later call from device code). ``tests/cuda_compile_cases.py`` checks that 
 
 from __future__ import annotations
 
-import threading
-from types import ModuleType
-
 from fastloss.kernels.elementwise import (
     ElementwiseSpec,
+    check_flags,
     load_module,
+    memoised,
     module_stem,
     point_statements,
 )
@@ -359,39 +358,22 @@ def common_source(threads: int, items: int) -> str:
 
 # --- generated modules ---------------------------------------------------------------------------
 
-_modules: dict[tuple, ModuleType] = {}
-_lock = threading.Lock()
-
 
 def kernels(spec: ElementwiseSpec, flags: tuple[bool, ...] = (), weighted: bool = False):
     """The generated CUDA module of ``spec`` for these flags at the current launch shape
     (memoised, thread-safe). Its kernels compile on first launch and cache on disk."""
     threads, items = launch_shape()
-    key = (spec, flags, weighted, threads, items)
-    module = _modules.get(key)
-    if module is not None:
-        return module
-    with _lock:
-        module = _modules.get(key)
-        if module is None:
-            if len(flags) != len(spec.flags):
-                raise ValueError(f"{spec.name}: expected flags {spec.flags}, got {flags}")
-            stem = f"cuda_{module_stem(spec, flags, weighted)}_t{threads}_i{items}"
-            module = load_module(stem, module_source(spec, flags, weighted, threads, items))
-            _modules[key] = module
-    return module
+
+    def build():
+        check_flags(spec.name, spec.flags, flags)
+        stem = f"cuda_{module_stem(spec, flags, weighted)}_t{threads}_i{items}"
+        return load_module(stem, module_source(spec, flags, weighted, threads, items))
+
+    return memoised(("cuda", spec, flags, weighted, threads, items), build)
 
 
 def common():
     """The generated module of shared kernels at the current launch shape (memoised)."""
     threads, items = launch_shape()
-    key = ("common", threads, items)
-    module = _modules.get(key)
-    if module is not None:
-        return module
-    with _lock:
-        module = _modules.get(key)
-        if module is None:
-            module = load_module(f"cuda_common_t{threads}_i{items}", common_source(threads, items))
-            _modules[key] = module
-    return module
+    stem = f"cuda_common_t{threads}_i{items}"
+    return memoised(("cuda", stem), lambda: load_module(stem, common_source(threads, items)))
