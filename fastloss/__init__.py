@@ -55,6 +55,8 @@ from fastloss.binary import binary_crossentropy as binary_crossentropy
 from fastloss.binary import binary_focal_crossentropy as binary_focal_crossentropy
 from fastloss.binary import sigmoid_focal_loss as sigmoid_focal_loss
 from fastloss.divergence import kl_div as kl_div
+from fastloss.pairwise import cosine_embedding_loss as cosine_embedding_loss
+from fastloss.pairwise import triplet_margin_loss as triplet_margin_loss
 from fastloss.regression import gaussian_nll_loss as gaussian_nll_loss
 from fastloss.regression import huber_loss as huber_loss
 from fastloss.regression import l1_loss as l1_loss

@@ -9,11 +9,11 @@ and a generator of typical inputs (used by the demo job and the benchmarks).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from fastloss import binary, divergence, regression, softmax
+from fastloss import binary, divergence, pairwise, regression, softmax
 
 
 def _regression_inputs(rng: np.random.Generator, n: int, dtype) -> dict:
@@ -80,6 +80,40 @@ def _sparse_probability_inputs(rng: np.random.Generator, n: int, dtype) -> dict:
     return inputs
 
 
+EMBEDDING = 128  # values per row of the generated embeddings
+
+
+def _pair_inputs(rng: np.random.Generator, n: int, dtype) -> dict:
+    rows = max(1, n // EMBEDDING)
+    x1 = rng.standard_normal((rows, EMBEDDING), dtype=np.float32)
+    x2 = x1 + rng.standard_normal((rows, EMBEDDING), dtype=np.float32)
+    return {
+        "input1": x1.astype(dtype, copy=False),
+        "input2": x2.astype(dtype, copy=False),
+        "target": rng.choice(np.array([-1.0, 1.0], dtype), rows),
+    }
+
+
+def _triplet_inputs(rng: np.random.Generator, n: int, dtype) -> dict:
+    rows = max(1, n // EMBEDDING)
+    anchor = rng.standard_normal((rows, EMBEDDING), dtype=np.float32)
+    return {
+        "anchor": anchor.astype(dtype, copy=False),
+        "positive": (anchor + 0.5 * rng.standard_normal(anchor.shape, np.float32)).astype(dtype),
+        "negative": rng.standard_normal(anchor.shape, np.float32).astype(dtype),
+    }
+
+
+def _empty_pairs() -> dict:
+    x = np.empty((0, 1), np.float32)
+    return {"input1": x, "input2": x, "target": np.empty(0, np.float32)}
+
+
+def _empty_triplets() -> dict:
+    x = np.empty((0, 1), np.float32)
+    return {"anchor": x, "positive": x, "negative": x}
+
+
 def _empty_elements() -> dict:
     return {"input": np.empty(0, np.float32), "target": np.empty(0, np.float32)}
 
@@ -125,33 +159,24 @@ class LossInfo:
     empty_inputs: Callable[[], dict] = field(default=_empty_elements, repr=False)
 
 
-_ROWS = {"empty_inputs": _empty_index_rows}
-_PROBABILITY_ROWS = {"empty_inputs": _empty_probability_rows}
-_SETTINGS = {
-    "mse_loss": {"data": ("input", "target", "weight")},
-    "l1_loss": {"data": ("input", "target", "weight")},
-    "huber_loss": {"data": ("input", "target", "weight")},
-    "gaussian_nll_loss": {"data": ("input", "target", "var")},
-    "rmse_loss": {"finish": _sqrt, "chunk_grad": False},
-    "binary_cross_entropy": {"data": ("input", "target", "weight")},
-    "binary_cross_entropy_with_logits": {"data": ("input", "target", "weight", "pos_weight")},
-    "sigmoid_focal_loss": {"data": ("inputs", "targets"), "empty_inputs": _empty_focal},
-    "cross_entropy": _ROWS,
-    "nll_loss": _ROWS,
-    "focal_loss": _ROWS,
-    "sparse_categorical_crossentropy": _ROWS,
-    "categorical_crossentropy": _PROBABILITY_ROWS,
-    "categorical_focal_crossentropy": _PROBABILITY_ROWS,
-}
-
 LOSSES: dict[str, LossInfo] = {
-    info.name: replace(info, **_SETTINGS.get(info.name, {}))
+    info.name: info
     for info in [
         LossInfo(
-            "mse_loss", regression.mse_loss, "regression", "torch", "torch.nn.functional.mse_loss"
+            "mse_loss",
+            regression.mse_loss,
+            "regression",
+            "torch",
+            "torch.nn.functional.mse_loss",
+            data=("input", "target", "weight"),
         ),
         LossInfo(
-            "l1_loss", regression.l1_loss, "regression", "torch", "torch.nn.functional.l1_loss"
+            "l1_loss",
+            regression.l1_loss,
+            "regression",
+            "torch",
+            "torch.nn.functional.l1_loss",
+            data=("input", "target", "weight"),
         ),
         LossInfo(
             "huber_loss",
@@ -159,6 +184,7 @@ LOSSES: dict[str, LossInfo] = {
             "regression",
             "torch",
             "torch.nn.functional.huber_loss",
+            data=("input", "target", "weight"),
         ),
         LossInfo(
             "smooth_l1_loss",
@@ -182,6 +208,7 @@ LOSSES: dict[str, LossInfo] = {
             "torch",
             "torch.nn.functional.gaussian_nll_loss",
             _gaussian_inputs,
+            data=("input", "target", "var"),
         ),
         LossInfo(
             "rmse_loss",
@@ -189,6 +216,8 @@ LOSSES: dict[str, LossInfo] = {
             "regression",
             "keras",
             "keras.metrics.RootMeanSquaredError",
+            finish=_sqrt,
+            chunk_grad=False,
         ),
         LossInfo(
             "log_cosh_loss", regression.log_cosh_loss, "regression", "keras", "keras.losses.LogCosh"
@@ -216,6 +245,7 @@ LOSSES: dict[str, LossInfo] = {
             "torch",
             "torch.nn.functional.binary_cross_entropy",
             binary.probability_inputs,
+            data=("input", "target", "weight"),
         ),
         LossInfo(
             "binary_cross_entropy_with_logits",
@@ -224,6 +254,7 @@ LOSSES: dict[str, LossInfo] = {
             "torch",
             "torch.nn.functional.binary_cross_entropy_with_logits",
             binary.logit_inputs,
+            data=("input", "target", "weight", "pos_weight"),
         ),
         LossInfo(
             "sigmoid_focal_loss",
@@ -232,6 +263,8 @@ LOSSES: dict[str, LossInfo] = {
             "torch",
             "torchvision.ops.sigmoid_focal_loss",
             binary.focal_inputs,
+            data=("inputs", "targets"),
+            empty_inputs=_empty_focal,
         ),
         LossInfo(
             "binary_crossentropy",
@@ -264,6 +297,7 @@ LOSSES: dict[str, LossInfo] = {
             "torch",
             "torch.nn.functional.cross_entropy",
             _logit_inputs,
+            empty_inputs=_empty_index_rows,
         ),
         LossInfo(
             "nll_loss",
@@ -272,6 +306,7 @@ LOSSES: dict[str, LossInfo] = {
             "torch",
             "torch.nn.functional.nll_loss",
             _log_prob_inputs,
+            empty_inputs=_empty_index_rows,
         ),
         LossInfo(
             "focal_loss",
@@ -280,6 +315,7 @@ LOSSES: dict[str, LossInfo] = {
             "torch",
             "alpha * (1 - p_t) ** gamma * torch.nn.functional.cross_entropy",
             _logit_inputs,
+            empty_inputs=_empty_index_rows,
         ),
         LossInfo(
             "categorical_crossentropy",
@@ -288,6 +324,7 @@ LOSSES: dict[str, LossInfo] = {
             "keras",
             "keras.losses.CategoricalCrossentropy",
             _probability_inputs,
+            empty_inputs=_empty_probability_rows,
         ),
         LossInfo(
             "sparse_categorical_crossentropy",
@@ -296,6 +333,7 @@ LOSSES: dict[str, LossInfo] = {
             "keras",
             "keras.losses.SparseCategoricalCrossentropy",
             _sparse_probability_inputs,
+            empty_inputs=_empty_index_rows,
         ),
         LossInfo(
             "categorical_focal_crossentropy",
@@ -304,6 +342,27 @@ LOSSES: dict[str, LossInfo] = {
             "keras",
             "keras.losses.CategoricalFocalCrossentropy",
             _probability_inputs,
+            empty_inputs=_empty_probability_rows,
+        ),
+        LossInfo(
+            "cosine_embedding_loss",
+            pairwise.cosine_embedding_loss,
+            "embedding",
+            "torch",
+            "torch.nn.functional.cosine_embedding_loss",
+            _pair_inputs,
+            data=("input1", "input2", "target"),
+            empty_inputs=_empty_pairs,
+        ),
+        LossInfo(
+            "triplet_margin_loss",
+            pairwise.triplet_margin_loss,
+            "embedding",
+            "torch",
+            "torch.nn.functional.triplet_margin_loss",
+            _triplet_inputs,
+            data=("anchor", "positive", "negative"),
+            empty_inputs=_empty_triplets,
         ),
     ]
 }

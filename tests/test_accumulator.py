@@ -32,8 +32,10 @@ def _inputs(name: str, dtype=np.float32, seed: int = 0):
         # some chunks are empty)
         inputs = {k: v.reshape(-1, 7) for k, v in inputs.items()}
         return inputs, [c // 7 for c in ELEMENT_CUTS[:-1]] + [10001]
-    rows = inputs[info.data[0]].ndim > 1
-    return inputs, (ROW_CUTS if rows else ELEMENT_CUTS)
+    first = inputs[info.data[0]]
+    if first.ndim > 1:  # whole rows: the cuts end at the last row
+        return inputs, ROW_CUTS[:-1] + [first.shape[0]]
+    return inputs, ELEMENT_CUTS
 
 
 def _chunks(inputs: dict, cuts):

@@ -33,6 +33,8 @@ SUITES = [
     ("cuda_softmax_compile_cases.py", False, 400, "softmax row kernels lower for sm_90"),
     ("cuda_keras_sim_cases.py", True, 400, "Keras's cross-entropies against the CPU"),
     ("cuda_keras_compile_cases.py", False, 400, "Keras row kernels lower for sm_90"),
+    ("cuda_rows_sim_cases.py", True, 300, "cosine embedding, triplet margin against the CPU"),
+    ("cuda_rows_compile_cases.py", False, 150, "row-factory kernels lower for sm_90"),
 ]
 
 
@@ -73,7 +75,9 @@ def test_every_suite_is_run():
     assert found == {s[0] for s in SUITES}
 
 
-@pytest.mark.parametrize("module", ["fastloss._cuda", "fastloss._cuda_softmax"])
+@pytest.mark.parametrize(
+    "module", ["fastloss._cuda", "fastloss._cuda_softmax", "fastloss._cuda_rows"]
+)
 def test_device_modules_import_no_numba(module):
     """The device modules are pure Python: importing fastloss and them loads no Numba."""
     code = (

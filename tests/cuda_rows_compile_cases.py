@@ -1,0 +1,109 @@
+"""The row factory's CUDA kernels compile for the real device target, without a GPU (run by
+``tests/test_cuda_suites.py`` in a process of its own)::
+
+    python -m pytest tests/cuda_rows_compile_cases.py
+
+Both kernels (``value_rows``, ``value_grad_rows``) of every flag combination of both specs of
+:mod:`fastloss.kernels.pairwise` are typed and lowered to LLVM IR for sm_90 with the argument
+types :mod:`fastloss._cuda_rows` passes (and compiled to PTX when NVVM is available), as
+``tests/cuda_compile_cases.py`` does for the elementwise kernels; no approximate ``__nv_fast_*``
+function may appear. A spec with a max sweep (which neither loss has) lowers too.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+
+import pytest
+
+if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
+    pytest.skip("compiles for the real CUDA target, not the simulator", allow_module_level=True)
+pytest.importorskip("numba_cuda")
+
+# the CC patch, the NVVM probe and the checks are the regression compile cases' own
+from cuda_compile_cases import arr, check  # noqa: E402, I001
+from numba import njit, types  # noqa: E402
+
+import fastloss.kernels.cuda.rows as cuda_rows  # noqa: E402
+from fastloss.kernels import pairwise, rows  # noqa: E402
+from fastloss.kernels._jit import POINT_OPTIONS  # noqa: E402
+
+F32, F64 = types.float32, types.float64
+
+
+def signatures(spec: rows.RowSpec, dtype) -> dict[str, list]:
+    """Argument types of both kernels, as ``_cuda_rows`` passes them: ``(rows, D)`` C-contiguous
+    matrices in the compute dtype, float64 per-row arrays and parameters, a float64 scale."""
+    head = [arr(dtype, 2)] * spec.inputs + [arr(F64)] * spec.row_inputs + [F64] * len(spec.params)
+    return {
+        "value_rows": head + [arr(F64)],
+        "value_grad_rows": head + [F64] + [arr(dtype, 2)] * len(spec.grads) + [arr(F64)],
+    }
+
+
+def _cases():
+    for spec in (pairwise.COSINE_EMBEDDING, pairwise.TRIPLET_MARGIN):
+        for flags in itertools.product((False, True), repeat=len(spec.flags)):
+            label = spec.name + "".join(
+                f"-{f}{int(v)}" for f, v in zip(spec.flags, flags, strict=True)
+            )
+            yield pytest.param(spec, flags, id=label)
+
+
+@pytest.mark.parametrize("spec, flags", list(_cases()))
+def test_spec_kernels(spec, flags):
+    """Every kernel of every flag set: the fused kernel in float32, the forward one in float64
+    (both dtypes of both below)."""
+    module = cuda_rows.kernels(spec, flags)
+    check(module.value_grad_rows, signatures(spec, F32)["value_grad_rows"])
+    check(module.value_rows, signatures(spec, F64)["value_rows"])
+
+
+@pytest.mark.parametrize("dtype", [F32, F64], ids=["f32", "f64"])
+@pytest.mark.parametrize("spec", [pairwise.COSINE_EMBEDDING, pairwise.TRIPLET_MARGIN],
+                         ids=lambda s: s.name)  # fmt: skip
+def test_both_dtypes(spec, dtype):
+    """Both kernels in both dtypes, with the generic ``p`` (``pow`` from libdevice)."""
+    module = cuda_rows.kernels(spec, (False,) * len(spec.flags))
+    expect = ("__nv_powf" if dtype == F32 else "__nv_pow",) if spec.flags else ()
+    for kind, argtypes in signatures(spec, dtype).items():
+        check(getattr(module, kind), argtypes, expect=expect)
+
+
+@njit(**POINT_OPTIONS)
+def extremes(x):
+    return x, -x
+
+
+@njit(**POINT_OPTIONS)
+def extremes_row(top, bottom):
+    return top + bottom, (top,)
+
+
+@njit(**POINT_OPTIONS)
+def extremes_grad(x, k):
+    return k * x
+
+
+EXTREMES = rows.RowSpec(
+    "extremes_test", 1, (rows.Sweep(extremes, 2, "max"),), extremes_row, extremes_grad, 1, (0,)
+)
+
+
+@pytest.mark.parametrize("threads", [1, 4, 256])
+def test_max_sweep_and_block_sizes(threads, monkeypatch):
+    """A max sweep's tree (NaN wins), one gradient, and the trees of other block sizes."""
+    monkeypatch.setattr(cuda_rows, "THREADS_PER_BLOCK", threads)
+    module = cuda_rows.kernels(EXTREMES)
+    assert module.THREADS == threads
+    for kind, argtypes in signatures(EXTREMES, F32).items():
+        check(getattr(module, kind), argtypes)
+    small = cuda_rows.kernels(pairwise.TRIPLET_MARGIN, (True, False, False))
+    check(small.value_grad_rows, signatures(pairwise.TRIPLET_MARGIN, F32)["value_grad_rows"])
+
+
+def test_block_size_is_checked(monkeypatch):
+    monkeypatch.setattr(cuda_rows, "THREADS_PER_BLOCK", 96)
+    with pytest.raises(ValueError, match="power of two"):
+        cuda_rows.kernels(EXTREMES)
