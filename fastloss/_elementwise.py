@@ -1,8 +1,8 @@
 """Plan and launch of elementwise losses: arrays in, kernel, result out.
 
 ``run`` takes arrays already converted by the public function (dtype, shape checks), picks the
-kernel for (loss, options, reduction, with or without gradient, serial or parallel), allocates
-the gradient once or uses ``out=``, launches, and shapes the result.
+kernel for (loss, options, reduction, with or without gradient and second derivative, serial or
+parallel), allocates the gradient once or uses ``out=``, launches, and shapes the result.
 """
 
 from __future__ import annotations
@@ -56,7 +56,18 @@ def _module(kernel_spec, flags: tuple[bool, ...], weighted: bool):
 _FAST_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
-def run_plain(kernel_spec, arrays, params, flags, reduction: str, return_grad: bool):
+def check_hess(kernel_spec) -> None:
+    """``return_hess=True`` needs a spec whose point function gives the second derivative."""
+    if not kernel_spec.hess:
+        raise NotImplementedError(
+            f"return_hess: the loss {kernel_spec.name!r} declares no second derivative "
+            "(its ElementwiseSpec has hess=False)"
+        )
+
+
+def run_plain(
+    kernel_spec, arrays, params, flags, reduction: str, return_grad: bool, return_hess=False
+):
     """The common case without the general planning, or ``None`` when it does not apply.
 
     Applies to NumPy arrays of one float32/float64 dtype and one shape, all C-contiguous, with
@@ -74,11 +85,27 @@ def run_plain(kernel_spec, arrays, params, flags, reduction: str, return_grad: b
             return None
         if not a.flags.c_contiguous:
             return None
+    if return_hess:
+        check_hess(kernel_spec)
     flat = arrays if first.ndim == 1 else [a.reshape(-1) for a in arrays]
     n = first.size
     module = _module(kernel_spec, flags, False)
     scalar = dtype.type
     typed = tuple(scalar(p) for p in params) if params else ()
+    if return_hess:
+        grads = [np.empty(shape, dtype) for _ in kernel_spec.grads]
+        hess = np.empty(shape, dtype)
+        outputs = (*[g.reshape(-1) for g in grads], hess.reshape(-1))
+        grad = grads[0] if len(grads) == 1 else tuple(grads)
+        if reduction == "none":
+            loss = np.empty(shape, dtype)
+            args = (*flat, *typed, loss.reshape(-1), scalar(1.0), *outputs)
+            _launch(module, "map_value_grad_hess", n, args)
+            return loss, grad, hess
+        mean = reduction == "mean"
+        scale = scalar(1.0 / n if n and mean else 1.0)
+        total = _reduce(module, "reduce_value_grad_hess", n, (*flat, *typed, scale, *outputs))
+        return scalar(divide(total, n) if mean else total), grad, hess
     if reduction == "none":
         loss = np.empty(shape, dtype)
         if not return_grad:
@@ -180,6 +207,7 @@ def run(
     out: object = None,
     grad_dtypes: Sequence[np.dtype] | None = None,
     denominator: float | None = None,
+    return_hess: bool = False,
 ):
     """Compute an elementwise loss, and its gradients, in one pass.
 
@@ -191,9 +219,20 @@ def run(
     (torch's rule) instead of the element count, and ``denominator``
     (batchmean's batch size) replaces the element count where given.
 
+    With ``return_hess`` (which implies ``return_grad``) the result is ``(loss, grad, hess)``:
+    ``hess`` the second derivative of the returned loss with respect to ``arrays[0]``, element
+    by element, in that array's shape and in ``grad_dtypes[0]``, from the same pass.
+
     While an :class:`~fastloss.Accumulator` updates (:func:`fastloss._reduction.active`), the
     reduction goes into its state instead and the result is the running sum.
     """
+    if return_hess:
+        check_hess(kernel_spec)
+        if reduction != "none" and _reduction.active() is not None:
+            raise NotImplementedError(
+                "return_hess: an Accumulator's chunks do not give second derivatives yet"
+            )
+        return_grad = True
     dtype = arrays[0].dtype
     shapes = [a.shape for a in arrays]
     shape = shapes[0]
@@ -250,6 +289,9 @@ def run(
                 )
             )
             grads.append(target if usable else np.empty(shape, dtype, order=order))
+        if return_hess:
+            hess = np.empty(shape, dtype, order=order)
+            grads.append(hess)
         flat_grads = [g.reshape(-1, order=order) for g in grads]
 
     if reduction == "none":
@@ -258,7 +300,7 @@ def run(
         if return_grad:
             _launch(
                 module,
-                "map_value_grad",
+                "map_value_grad_hess" if return_hess else "map_value_grad",
                 n,
                 (*flat, *typed, flat_loss, dtype.type(1.0), *flat_grads),
             )
@@ -269,6 +311,7 @@ def run(
         if weights is not None:
             weights = flat[-1] if weights.shape == shape else np.ascontiguousarray(weights).ravel()
         kind = "reduce_value_grad" if return_grad else "reduce_value"
+        kind += "_hess" if return_hess else ""
         grad_args = ()
         sink = _reduction.active()
         if sink is not None:
@@ -296,6 +339,10 @@ def run(
     if not return_grad:
         return result
 
+    if return_hess:
+        hess = _unbroadcast(grads.pop(), shapes[0])
+        if hess.dtype != grad_dtypes[0]:
+            hess = hess.astype(grad_dtypes[0])
     finished = []
     for j, i in enumerate(grad_index):
         grad = _unbroadcast(grads[j], shapes[i])
@@ -308,4 +355,5 @@ def run(
             if grad is not target:
                 np.copyto(target, grad, casting="same_kind")
             finished.append(target)
-    return result, (finished[0] if len(finished) == 1 else tuple(finished))
+    grad = finished[0] if len(finished) == 1 else tuple(finished)
+    return (result, grad, hess) if return_hess else (result, grad)

@@ -20,6 +20,12 @@ from fastloss._intake import is_device_array
 REDUCING = ("mean", "sum", "batchmean")
 
 
+HESS_MESSAGE = (
+    "return_hess: an Accumulator does not give second derivatives yet; call the loss itself "
+    "with return_hess=True on the whole array"
+)
+
+
 def _same_options(a: dict, b: dict) -> bool:
     """Whether two option sets are equal (array options compared by value)."""
     if a.keys() != b.keys():
@@ -80,9 +86,13 @@ class Accumulator:
         self.loss = loss
         info = losses[loss]
         parameters = inspect.signature(info.function).parameters
+        if "return_hess" in options:
+            raise NotImplementedError(HESS_MESSAGE)
         allowed = [
-            name for name in parameters if name not in info.data + ("return_grad", "out")
-        ]  # fmt: skip
+            name
+            for name in parameters
+            if name not in info.data + ("return_grad", "return_hess", "out")
+        ]
         unknown = [name for name in options if name not in allowed]
         if unknown:
             expected = ", ".join(allowed)
@@ -188,14 +198,25 @@ class Accumulator:
                 f"{name}: expected the trailing shape {first[1]} of the first chunk, got {found[1]}"
             )
 
-    def update(self, *arrays: Any, return_grad: bool = False, out: Any = None, **named: Any):
+    def update(
+        self,
+        *arrays: Any,
+        return_grad: bool = False,
+        out: Any = None,
+        return_hess: bool = False,
+        **named: Any,
+    ):
         """Take the next chunk: the loss's data arrays (``input, target`` and, where the loss
         has them, ``weight``, ``var``, ...), positionally or by name.
 
         With ``return_grad=True`` returns the chunk's gradient (``out`` receives it), equal bit
         for bit to that chunk of the one-shot call's gradient; for a mean this needs ``total``
         from the constructor. On any error the accumulator is left as it was.
+        ``return_hess=True`` raises ``NotImplementedError``: chunks do not give second
+        derivatives yet (call the loss itself with ``return_hess=True``).
         """
+        if return_hess is not False:
+            raise NotImplementedError(HESS_MESSAGE)
         info = _registry()[self.loss]
         if len(arrays) > len(info.data):
             raise TypeError(

@@ -10,7 +10,10 @@ fastloss's (``"mean"`` is Keras's ``"sum_over_batch_size"``).
 Every function takes keyword-only ``return_grad`` and ``out``: with ``return_grad=True`` it
 returns ``(loss, grad)``, the gradient of the returned loss with respect to ``input`` (of the
 sum of the returned losses for ``reduction="none"``) from the same single pass; ``out``
-receives the gradient and may be ``input`` itself.
+receives the gradient and may be ``input`` itself. ``return_hess=True`` (which implies
+``return_grad``) returns ``(loss, grad, hess)``, ``hess`` the second derivative with respect
+to ``input`` element by element (docs/losses.md, "Second derivatives"); device arrays raise
+``NotImplementedError`` for it.
 
 Integer and bool targets are accepted and cast to the input's compute dtype (torch refuses
 them for these losses).
@@ -39,7 +42,7 @@ from fastloss._intake import (
     is_device_array,
     legacy_reduction,
 )
-from fastloss.regression import _loss
+from fastloss.regression import DEVICE_HESS, _loss
 
 ArrayLike = Any
 
@@ -237,6 +240,7 @@ def binary_cross_entropy(
     reduction: str = "mean",
     *,
     return_grad: bool = False,
+    return_hess: bool = False,
     out: np.ndarray | None = None,
 ):
     r"""Binary cross-entropy of probabilities, as ``torch.nn.functional.binary_cross_entropy``.
@@ -263,6 +267,9 @@ def binary_cross_entropy(
     are checked before the kernel overwrites them. After the ``ValueError`` the contents of
     ``out`` are unspecified.
 
+    The second derivative is that of torch's gradient: :math:`w_i (y_i / x_i^2 + (1 - y_i) /
+    (1 - x_i)^2)`, and :math:`w_i / \epsilon` where torch's floor holds.
+
     On the device the check is the one host synchronisation of these losses: for ``"mean"``
     and ``"sum"`` without ``weight`` or ``out`` the 0-d loss itself is copied back (NaN means
     an element outside [0, 1]); otherwise one more device pass first sums the unweighted
@@ -286,6 +293,9 @@ def binary_cross_entropy(
         ``"mean"`` divides the (weighted) sum by the element count, as torch does.
     return_grad : bool
         Also return the gradient with respect to ``input``.
+    return_hess : bool
+        Also return the second derivative with respect to ``input``, element by element
+        (implies ``return_grad``; see :doc:`losses`, "Second derivatives").
     out : ndarray, optional
         Receives the gradient (``input`` itself is allowed).
 
@@ -296,6 +306,10 @@ def binary_cross_entropy(
         for ``reduction="none"``.
     grad : ndarray
         With ``return_grad=True``, in ``input``'s floating dtype.
+    hess : ndarray
+        With ``return_hess=True`` (then ``(loss, grad, hess)``): the second derivative of
+        the loss (of the sum of the losses for ``"none"``) with respect to the input, in its
+        shape and dtype.
 
     Examples
     --------
@@ -307,6 +321,8 @@ def binary_cross_entropy(
     reduction = check_reduction(reduction)
     x, t = _pair("binary_cross_entropy", input, target, weight=weight)
     if _on_device(x, t, weight):
+        if return_hess:
+            raise NotImplementedError(DEVICE_HESS)
         return _bce_device(x, t, weight, reduction, return_grad, out)
     w = None if weight is None else _broadcast_to_input(weight, x.shape, "weight")
     early = isinstance(out, np.ndarray) and (
@@ -321,9 +337,10 @@ def binary_cross_entropy(
         reduction=reduction,
         weight=w,
         return_grad=return_grad,
+        return_hess=return_hess,
         out=out,
     )
-    if not early and _has_nan(result[0] if return_grad else result):
+    if not early and _has_nan(result[0] if isinstance(result, tuple) else result):
         _check_unit(x, "input")
         _check_unit(t, "target")
     return result
@@ -339,6 +356,7 @@ def binary_cross_entropy_with_logits(
     pos_weight: ArrayLike | None = None,
     *,
     return_grad: bool = False,
+    return_hess: bool = False,
     out: np.ndarray | None = None,
 ):
     r"""Binary cross-entropy of logits, as
@@ -355,7 +373,9 @@ def binary_cross_entropy_with_logits(
         \sigma(x_i) - p_i y_i\right)
 
     computed in that overflow-free form: finite and accurate for any finite logit (±1e4
-    included), with :math:`\sigma(x)` formed without cancellation.
+    included), with :math:`\sigma(x)` formed without cancellation. The second derivative is
+    :math:`w_i (p_i y_i + 1 - y_i)\, \sigma(x_i) \sigma(-x_i)` (scikit-learn's
+    ``HalfBinomialLoss`` for :math:`p_i = 1`).
 
     Parameters
     ----------
@@ -376,6 +396,9 @@ def binary_cross_entropy_with_logits(
         per element.
     return_grad : bool
         Also return the gradient with respect to ``input``.
+    return_hess : bool
+        Also return the second derivative with respect to ``input``, element by element
+        (implies ``return_grad``; see :doc:`losses`, "Second derivatives").
     out : ndarray, optional
         Receives the gradient (``input`` itself is allowed).
 
@@ -384,6 +407,10 @@ def binary_cross_entropy_with_logits(
     loss : scalar or ndarray
     grad : ndarray
         With ``return_grad=True``.
+    hess : ndarray
+        With ``return_hess=True`` (then ``(loss, grad, hess)``): the second derivative of
+        the loss (of the sum of the losses for ``"none"``) with respect to the input, in its
+        shape and dtype.
 
     Examples
     --------
@@ -397,6 +424,8 @@ def binary_cross_entropy_with_logits(
         "binary_cross_entropy_with_logits", input, target, weight=weight, pos_weight=pos_weight
     )
     if _on_device(x, t, weight, pos_weight):
+        if return_hess:
+            raise NotImplementedError(DEVICE_HESS)
         shape = _device_shape(x, "input")
         arrays = {"input": x, "target": t}
         name = "BCE_LOGITS"
@@ -421,6 +450,7 @@ def binary_cross_entropy_with_logits(
         reduction=reduction,
         weight=w,
         return_grad=return_grad,
+        return_hess=return_hess,
         out=out,
     )
 
@@ -436,6 +466,7 @@ def sigmoid_focal_loss(
     reduction: str = "none",
     *,
     return_grad: bool = False,
+    return_hess: bool = False,
     out: np.ndarray | None = None,
 ):
     r"""Sigmoid focal loss (Lin et al., 2017), as ``torchvision.ops.sigmoid_focal_loss``.
@@ -454,7 +485,9 @@ def sigmoid_focal_loss(
     their digits where torchvision's ``1 - p_t`` rounds to 0. The second gradient term is
     taken as its limit 0 where :math:`m_i = 0` exactly (a saturated sigmoid; torch's autograd
     gives NaN there for :math:`\gamma < 1`). ``gamma = 2`` uses :math:`m^2` directly; other
-    values :math:`\exp(\gamma \log m)`, with ``pow``'s sign for integer exponents.
+    values :math:`\exp(\gamma \log m)`, with ``pow``'s sign for integer exponents. The second
+    derivative is exact, its terms in :math:`m'/m` and :math:`m''/m` taken as 0 where
+    :math:`m_i = 0`, as in the gradient.
 
     Parameters
     ----------
@@ -470,6 +503,9 @@ def sigmoid_focal_loss(
         torchvision's default is ``"none"``.
     return_grad : bool
         Also return the gradient with respect to ``inputs``.
+    return_hess : bool
+        Also return the second derivative with respect to ``inputs``, element by element
+        (implies ``return_grad``; see :doc:`losses`, "Second derivatives").
     out : ndarray, optional
         Receives the gradient (``inputs`` itself is allowed).
 
@@ -478,6 +514,10 @@ def sigmoid_focal_loss(
     loss : scalar or ndarray
     grad : ndarray
         With ``return_grad=True``.
+    hess : ndarray
+        With ``return_hess=True`` (then ``(loss, grad, hess)``): the second derivative of
+        the loss (of the sum of the losses for ``"none"``) with respect to the input, in its
+        shape and dtype.
 
     Examples
     --------
@@ -496,6 +536,7 @@ def sigmoid_focal_loss(
         params=(*_class_weight(alpha, alpha >= 0), gamma, _parity(gamma)),
         flags=(gamma == 2.0,),
         return_grad=return_grad,
+        return_hess=return_hess,
         out=out,
     )
 
@@ -530,6 +571,7 @@ def _keras_call(
     reduction: str,
     return_grad: bool,
     out: object,
+    return_hess: bool = False,
 ):
     """Keras's per-sample mean over ``axis``, then fastloss's reduction over the samples.
 
@@ -548,6 +590,8 @@ def _keras_call(
         )
     per_sample = math.prod(shape[a] for a in axes)
     scale = 1.0 if reduction == "mean" or per_sample == 0 else 1.0 / per_sample
+    return_hess = check_option(return_hess, "return_hess", "bool")
+    return_grad = check_option(return_grad, "return_grad", "bool") or return_hess
     result = _loss(
         ("binary", name),
         {"input": x, "target": t},
@@ -555,9 +599,10 @@ def _keras_call(
         params=(*params, scale),
         flags=flags,
         return_grad=return_grad,
+        return_hess=return_hess,
         out=out,
     )
-    loss, grad = result if return_grad else (result, None)
+    loss, grad = result[:2] if return_grad else (result, None)
     if device:
         from fastloss import _cuda
 
@@ -576,6 +621,8 @@ def _keras_call(
         loss = nan if reduction == "none" else loss.dtype.type(nan.sum())
     elif reduction == "none" and axes:
         loss = np.asarray(np.sum(loss, axis=axes))
+    if return_hess:
+        return loss, grad, result[2]
     return (loss, grad) if return_grad else loss
 
 
@@ -588,6 +635,7 @@ def binary_crossentropy(
     axis: int | tuple[int, ...] = -1,
     reduction: str = "mean",
     return_grad: bool = False,
+    return_hess: bool = False,
     out: np.ndarray | None = None,
 ):
     r"""Binary crossentropy as Keras 3's ``keras.losses.binary_crossentropy`` (``input`` is
@@ -604,7 +652,10 @@ def binary_crossentropy(
 
     (the clip passes no gradient outside its range, and all of it at the bounds, as Keras's
     autograd gives); from logits, :math:`\ell_i = (1 - y'_i) x_i + \log(1 + e^{-|x_i|}) +
-    \max(-x_i, 0)` and :math:`\partial \ell_i / \partial x_i = \sigma(x_i) - y'_i`.
+    \max(-x_i, 0)` and :math:`\partial \ell_i / \partial x_i = \sigma(x_i) - y'_i`. The second
+    derivative is :math:`y'_i / \bar x_i^2 + (1 - y'_i) / (1 - \bar x_i)^2` inside the clip
+    range and 0 outside it (the clip stops the gradient), :math:`\sigma(x_i) \sigma(-x_i)`
+    from logits; times the :math:`1/K` of the per-sample mean.
 
     Keras averages the element losses over ``axis`` into per-sample losses; ``reduction``
     then acts on those: ``"mean"`` is Keras's ``"sum_over_batch_size"`` (for equal-sized
@@ -634,6 +685,9 @@ def binary_crossentropy(
     reduction : {"mean", "sum", "none"}
     return_grad : bool
         Also return the gradient with respect to ``input``.
+    return_hess : bool
+        Also return the second derivative with respect to ``input``, element by element
+        (implies ``return_grad``; see :doc:`losses`, "Second derivatives").
     out : ndarray, optional
         Receives the gradient (``input`` itself is allowed).
 
@@ -642,6 +696,10 @@ def binary_crossentropy(
     loss : scalar or ndarray
     grad : ndarray
         With ``return_grad=True``, in ``input``'s shape.
+    hess : ndarray
+        With ``return_hess=True`` (then ``(loss, grad, hess)``): the second derivative of
+        the loss (of the sum of the losses for ``"none"``) with respect to the input, in its
+        shape and dtype.
 
     Examples
     --------
@@ -656,7 +714,9 @@ def binary_crossentropy(
     from_logits = check_option(from_logits, "from_logits", "bool")
     x, t = _pair("binary_crossentropy", input, target)
     params = (KERAS_EPSILON, 1.0 - KERAS_EPSILON, 1.0 - smoothing, 0.5 * smoothing)
-    return _keras_call("KERAS_BCE", x, t, params, (from_logits,), axis, reduction, return_grad, out)
+    return _keras_call(
+        "KERAS_BCE", x, t, params, (from_logits,), axis, reduction, return_grad, out, return_hess
+    )
 
 
 def binary_focal_crossentropy(
@@ -671,6 +731,7 @@ def binary_focal_crossentropy(
     axis: int | tuple[int, ...] = -1,
     reduction: str = "mean",
     return_grad: bool = False,
+    return_hess: bool = False,
     out: np.ndarray | None = None,
 ):
     r"""Binary focal crossentropy as Keras 3's ``keras.losses.binary_focal_crossentropy``
@@ -691,7 +752,10 @@ def binary_focal_crossentropy(
     the clip range, :math:`\gamma m^{\gamma - 1}` is torch's ``pow`` gradient (0 for
     :math:`\gamma = 0`, inf at :math:`m = 0` for :math:`\gamma < 1`). :math:`1 - p_i` is formed
     without cancellation from logits, so saturated logits keep small nonzero values where
-    Keras's rounded ``1 - p_t`` is 0 (and its gradient NaN for :math:`\gamma < 1`).
+    Keras's rounded ``1 - p_t`` is 0 (and its gradient NaN for :math:`\gamma < 1`). The second
+    derivative differentiates that gradient: outside the clip range only the focal factor
+    varies (``pow``'s limits of :math:`m^{\gamma - 2}` at :math:`m = 0` on probabilities, the
+    ratios :math:`m'/m, m''/m` taken as 0 there from logits).
 
     Reductions over ``axis`` and the samples, empty inputs, NaN and float64 as
     :func:`binary_crossentropy`. Keras converts ``gamma`` to a float32 tensor, so for a float64
@@ -714,6 +778,7 @@ def binary_focal_crossentropy(
     axis : int or tuple of int
     reduction : {"mean", "sum", "none"}
     return_grad : bool
+    return_hess : bool
     out : ndarray, optional
 
     Returns
@@ -721,6 +786,10 @@ def binary_focal_crossentropy(
     loss : scalar or ndarray
     grad : ndarray
         With ``return_grad=True``.
+    hess : ndarray
+        With ``return_hess=True`` (then ``(loss, grad, hess)``): the second derivative of
+        the loss (of the sum of the losses for ``"none"``) with respect to the input, in its
+        shape and dtype.
 
     Examples
     --------
@@ -754,7 +823,9 @@ def binary_focal_crossentropy(
         _parity(gamma),
     )
     flags = (from_logits, gamma == 2.0)
-    return _keras_call("KERAS_FOCAL", x, t, params, flags, axis, reduction, return_grad, out)
+    return _keras_call(
+        "KERAS_FOCAL", x, t, params, flags, axis, reduction, return_grad, out, return_hess
+    )
 
 
 # --- inputs for the registry (demo job, benchmarks) -------------------------------------------

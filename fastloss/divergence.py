@@ -2,9 +2,9 @@
 
 ``kl_div`` keeps ``torch.nn.functional.kl_div``'s name, argument order, defaults and semantics,
 ``"batchmean"`` and the warning for ``"mean"`` included, and, as every fastloss loss, takes
-keyword-only ``return_grad`` and ``out``. Device arrays (CuPy, Numba's, anything with
-``__cuda_array_interface__``) run the CUDA kernels generated from the same declaration, with the
-results left on the device.
+keyword-only ``return_grad``, ``return_hess`` and ``out``. Device arrays (CuPy, Numba's,
+anything with ``__cuda_array_interface__``) run the CUDA kernels generated from the same
+declaration, with the results left on the device (``return_hess`` is host-only for now).
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ def kl_div(
     log_target: bool = False,
     *,
     return_grad: bool = False,
+    return_hess: bool = False,
     out: np.ndarray | None = None,
 ):
     r"""Kullback-Leibler divergence, as ``torch.nn.functional.kl_div``.
@@ -63,7 +64,8 @@ def kl_div(
     a batch of distributions; a 0-d input is not divided, as in torch, and an empty batch
     gives NaN); ``"mean"`` divides by the element count and warns, as torch does, that it is
     not the divergence. The ``1 / input.shape[0]`` of ``"batchmean"`` is applied to each
-    element's loss and gradient inside the single pass. ``target`` broadcasts against
+    element's loss and gradient inside the single pass. The loss is linear in ``input``: with
+    ``return_hess=True`` the second derivative is 0. ``target`` broadcasts against
     ``input`` (as in torch, without a warning); the gradient comes back in ``input``'s shape.
     NaN propagates; integer and bool targets are accepted and cast (torch refuses them).
 
@@ -87,6 +89,9 @@ def kl_div(
         ``target`` holds log-probabilities.
     return_grad : bool
         Also return the gradient with respect to ``input``.
+    return_hess : bool
+        Also return the second derivative with respect to ``input``, element by element
+        (implies ``return_grad``; see :doc:`losses`, "Second derivatives").
     out : ndarray, optional
         Receives the gradient (``input`` itself is allowed).
 
@@ -97,6 +102,10 @@ def kl_div(
         for ``reduction="none"``.
     grad : ndarray
         With ``return_grad=True``.
+    hess : ndarray
+        With ``return_hess=True`` (then ``(loss, grad, hess)``): the second derivative of
+        the loss (of the sum of the losses for ``"none"``) with respect to the input, in its
+        shape and dtype.
 
     Examples
     --------
@@ -142,6 +151,7 @@ def kl_div(
         params=(scale,),
         flags=(check_option(log_target, "log_target", "bool"),),
         return_grad=return_grad,
+        return_hess=return_hess,
         out=out,
         denominator=batch,
     )

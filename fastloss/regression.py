@@ -8,11 +8,15 @@ semantics (values, gradients and the subgradients at kinks). ``rmse_loss``, ``lo
 Every function takes keyword-only ``return_grad`` and ``out``: with ``return_grad=True`` it
 returns ``(loss, grad)``, the gradient of the returned loss with respect to ``input`` (of the
 sum of the losses for ``reduction="none"``) from the same single pass; ``out`` receives the
-gradient and may be ``input`` itself.
+gradient and may be ``input`` itself. ``return_hess=True`` (which implies ``return_grad``)
+returns ``(loss, grad, hess)``, ``hess`` the second derivative of the same loss with respect to
+``input``, element by element, with scikit-learn's conventions at kinks (docs/losses.md,
+"Second derivatives"); device arrays raise ``NotImplementedError`` for it.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -35,6 +39,11 @@ ArrayLike = Any
 
 # Keras's backend.epsilon(): a float32 tensor in Keras's computation, so its float32 value.
 KERAS_EPSILON = float(np.float32(1e-7))
+
+DEVICE_HESS = (
+    "return_hess: second derivatives are computed on the CPU only; device arrays (CuPy, "
+    "Numba, __cuda_array_interface__) support return_grad, not return_hess yet"
+)
 
 
 def _grad_dtype(x: np.ndarray, dtype: np.dtype) -> np.dtype:
@@ -59,23 +68,30 @@ def _loss(
     return_grad: bool = False,
     out: object = None,
     denominator: float | None = None,
+    return_hess: bool = False,
 ):
     """Shared intake of the elementwise regression losses: arrays, dtypes, shapes, launch.
 
     ``denominator`` replaces the element count of a mean (a batch mean's batch size; host
-    arrays only)."""
+    arrays only). ``return_hess`` implies ``return_grad`` and adds the second derivative with
+    respect to the first array: ``(loss, grad, hess)``."""
     reduction = check_reduction(reduction)
     return_grad = check_option(return_grad, "return_grad", "bool")
+    return_hess = check_option(return_hess, "return_hess", "bool")
+    return_grad = return_grad or return_hess
     kernel_spec = _elementwise.spec(*family_spec)
     if weight is None and out is None and denominator is None:
         result = _elementwise.run_plain(
-            kernel_spec, list(arrays.values()), params, flags, reduction, return_grad
+            kernel_spec, list(arrays.values()), params, flags, reduction, return_grad, return_hess
         )
         if result is not None:
             return result
     names = list(arrays)
     if _device(*arrays.values(), weight):
         from fastloss import _cuda
+
+        if return_hess:
+            raise NotImplementedError(DEVICE_HESS)
 
         shapes = [tuple(getattr(a, "shape", ())) for a in arrays.values()]
         if warn_shape and shapes[1] != shapes[0]:
@@ -118,6 +134,7 @@ def _loss(
         out=out,
         grad_dtypes=grad_dtypes,
         denominator=denominator,
+        return_hess=return_hess,
     )
 
 
@@ -130,6 +147,7 @@ def mse_loss(
     weight: ArrayLike | None = None,
     *,
     return_grad: bool = False,
+    return_hess: bool = False,
     out: np.ndarray | None = None,
 ):
     r"""Mean squared error, as ``torch.nn.functional.mse_loss``.
@@ -144,7 +162,8 @@ def mse_loss(
     differ; ``weight`` must have the shape of ``input`` and broadcasts as ``input`` does, as in
     torch: the weighted mean then divides by the sum of ``weight``'s own elements (an input of
     shape ``(4,)`` against a target of shape ``(3, 4)`` counts each weight once, not 3 times).
-    The gradient has ``input``'s shape (summed over the broadcast axes).
+    The gradient has ``input``'s shape (summed over the broadcast axes). The second derivative
+    is :math:`2 w_i` (twice scikit-learn's ``HalfSquaredError``), times the reduction's scale.
 
     Parameters
     ----------
@@ -157,6 +176,9 @@ def mse_loss(
         Per-element weights, the shape of ``input`` (broadcast with it).
     return_grad : bool
         Also return the gradient with respect to ``input``.
+    return_hess : bool
+        Also return the second derivative with respect to ``input``, element by element
+        (implies ``return_grad``; see :doc:`losses`, "Second derivatives").
     out : ndarray, optional
         Receives the gradient (``input`` itself is allowed).
 
@@ -167,6 +189,10 @@ def mse_loss(
         ``reduction="none"``.
     grad : ndarray
         With ``return_grad=True``.
+    hess : ndarray
+        With ``return_hess=True`` (then ``(loss, grad, hess)``): the second derivative of
+        the loss (of the sum of the losses for ``"none"``) with respect to the input, in its
+        shape and dtype.
 
     Examples
     --------
@@ -183,6 +209,7 @@ def mse_loss(
         mean_by_weight=True,
         warn_shape=True,
         return_grad=return_grad,
+        return_hess=return_hess,
         out=out,
     )
 
@@ -196,6 +223,7 @@ def l1_loss(
     weight: ArrayLike | None = None,
     *,
     return_grad: bool = False,
+    return_hess: bool = False,
     out: np.ndarray | None = None,
 ):
     r"""Mean absolute error, as ``torch.nn.functional.l1_loss``.
@@ -205,7 +233,9 @@ def l1_loss(
         \frac{\partial \ell_i}{\partial x_i} = w_i \operatorname{sign}(x_i - y_i)
 
     with torch's subgradient 0 where :math:`x_i = y_i`. The weighted mean divides by
-    :math:`\sum_i w_i`, as torch does. Arguments and returns as :func:`mse_loss`.
+    :math:`\sum_i w_i`, as torch does. The second derivative is :math:`w_i` everywhere,
+    scikit-learn's ``AbsoluteError`` convention (the exact one is 0 almost everywhere).
+    Arguments and returns as :func:`mse_loss`.
 
     Examples
     --------
@@ -222,6 +252,7 @@ def l1_loss(
         mean_by_weight=True,
         warn_shape=True,
         return_grad=return_grad,
+        return_hess=return_hess,
         out=out,
     )
 
@@ -234,6 +265,7 @@ def huber_loss(
     weight: ArrayLike | None = None,
     *,
     return_grad: bool = False,
+    return_hess: bool = False,
     out: np.ndarray | None = None,
 ):
     r"""Huber loss, as ``torch.nn.functional.huber_loss``.
@@ -247,7 +279,8 @@ def huber_loss(
 
     ``delta`` must be > 0 (torch refuses other values). With ``weight``, the mean divides the
     weighted sum by the element count of the broadcast shape (torch's weighted Huber mean,
-    unlike its weighted MSE).
+    unlike its weighted MSE). The second derivative is :math:`w_i` where
+    :math:`|d_i| \le \delta` and 0 outside (scikit-learn's ``HuberLoss``).
     Arguments and returns as :func:`mse_loss`.
 
     Examples
@@ -265,6 +298,7 @@ def huber_loss(
         weight=weight,
         warn_shape=True,
         return_grad=return_grad,
+        return_hess=return_hess,
         out=out,
     )
 
@@ -278,6 +312,7 @@ def smooth_l1_loss(
     beta: float = 1.0,
     *,
     return_grad: bool = False,
+    return_hess: bool = False,
     out: np.ndarray | None = None,
 ):
     r"""Smooth L1 loss, as ``torch.nn.functional.smooth_l1_loss``.
@@ -289,7 +324,9 @@ def smooth_l1_loss(
                  |d_i| - \tfrac12 \beta & \text{otherwise} \end{cases}, \qquad
         \frac{\partial \ell_i}{\partial x_i} = \operatorname{clamp}(d_i / \beta, -1, 1)
 
-    ``beta = 0`` is exactly :func:`l1_loss`, as in torch; a negative ``beta`` raises.
+    ``beta = 0`` is exactly :func:`l1_loss`, as in torch; a negative ``beta`` raises. The second
+    derivative is :math:`1/\beta` where :math:`|d_i| \le \beta`, 0 outside (Huber's convention;
+    1 everywhere for ``beta = 0``, as :func:`l1_loss`).
     Arguments and returns as :func:`mse_loss`.
 
     Examples
@@ -311,6 +348,7 @@ def smooth_l1_loss(
         params=params,
         warn_shape=True,
         return_grad=return_grad,
+        return_hess=return_hess,
         out=out,
     )
 
@@ -326,6 +364,7 @@ def poisson_nll_loss(
     reduction: str = "mean",
     *,
     return_grad: bool = False,
+    return_hess: bool = False,
     out: np.ndarray | None = None,
 ):
     r"""Poisson negative log likelihood, as ``torch.nn.functional.poisson_nll_loss``.
@@ -340,8 +379,9 @@ def poisson_nll_loss(
         \frac{\partial \ell_i}{\partial x_i} = \begin{cases} e^{x_i} - y_i & \text{log\_input}
         \\ 1 - y_i / (x_i + \varepsilon) & \text{otherwise} \end{cases}
 
-    The Stirling term of ``full`` does not depend on the input. Arguments and returns as
-    :func:`mse_loss`.
+    The Stirling term of ``full`` does not depend on the input. The second derivative is
+    :math:`e^{x_i}` with ``log_input`` (scikit-learn's ``HalfPoissonLoss``), else
+    :math:`y_i / (x_i + \varepsilon)^2`. Arguments and returns as :func:`mse_loss`.
 
     Examples
     --------
@@ -359,6 +399,7 @@ def poisson_nll_loss(
         params=(eps,),
         flags=flags,
         return_grad=return_grad,
+        return_hess=return_hess,
         out=out,
     )
 
@@ -406,6 +447,7 @@ def gaussian_nll_loss(
     reduction: str = "mean",
     *,
     return_grad: bool = False,
+    return_hess: bool = False,
     out: np.ndarray | tuple | None = None,
 ):
     r"""Gaussian negative log likelihood, as ``torch.nn.functional.gaussian_nll_loss``.
@@ -427,7 +469,9 @@ def gaussian_nll_loss(
     the loss read back; ``var`` too only where the loss is NaN). With ``return_grad=True`` returns
     ``(loss, (grad_input, grad_var))``; ``out`` is ``None``, one array (for ``input``'s
     gradient) or a pair. A float ``var`` has no gradient (``None``); it is passed to the
-    kernel as a number, so it costs no array of the input's size.
+    kernel as a number, so it costs no array of the input's size. With ``return_hess=True``
+    returns ``(loss, (grad_input, grad_var), hess)``, ``hess`` the second derivative with
+    respect to ``input`` only: :math:`1 / v_i`.
 
     Examples
     --------
@@ -439,6 +483,8 @@ def gaussian_nll_loss(
     eps = check_option(eps, "eps")
     full = check_option(full, "full", "bool")
     return_grad = check_option(return_grad, "return_grad", "bool")
+    return_hess = check_option(return_hess, "return_hess", "bool")
+    return_grad = return_grad or return_hess
     scalar_var = isinstance(var, int | float) and not isinstance(var, bool)
     if scalar_var:
         if var < 0:
@@ -452,10 +498,15 @@ def gaussian_nll_loss(
             params=(float(var), eps),
             flags=(full,),
             return_grad=return_grad,
+            return_hess=return_hess,
             out=out,
         )
+        if return_hess:
+            return result[0], (result[1], None), result[2]
         return (result[0], (result[1], None)) if return_grad else result
     device = _device(input, target, var)
+    if device and return_hess:
+        raise NotImplementedError(DEVICE_HESS)
     var_shape = None
     if not device:
         input = host_array(input, "input")
@@ -487,6 +538,7 @@ def gaussian_nll_loss(
         arrays,
         reduction=reduction,
         return_grad=return_grad,
+        return_hess=return_hess,
         out=out,
         **options,
     )
@@ -494,10 +546,12 @@ def gaussian_nll_loss(
         _check_device_var(result[0] if return_grad else result, var)
     if not return_grad:
         return result
-    loss, (grad_input, grad_var) = result
+    loss, (grad_input, grad_var) = result[:2]
     if unsqueezed:
         # torch gives var.grad in var's own shape
         grad_var = var_out if var_out is not None else grad_var.reshape(var_shape)
+    if return_hess:
+        return loss, (grad_input, grad_var), result[2]
     return loss, (grad_input, grad_var)
 
 
@@ -507,6 +561,7 @@ def rmse_loss(
     *,
     reduction: str = "mean",
     return_grad: bool = False,
+    return_hess: bool = False,
     out: np.ndarray | None = None,
 ):
     r"""Root mean squared error, as Keras's ``RootMeanSquaredError`` computes it.
@@ -519,6 +574,16 @@ def rmse_loss(
     and ``"none"`` the element roots :math:`|x_i - y_i|`. The gradient at :math:`L = 0` is
     NaN, as the autograd of ``sqrt(mse_loss(...))`` gives.
 
+    ``L`` is not a sum of element losses; ``return_hess=True`` gives the exact diagonal of its
+    Hessian, from the reduced total and the gradient: with :math:`c = n` for ``"mean"``
+    (1 for ``"sum"``) and :math:`g_i` the gradient,
+
+    .. math::
+        \frac{\partial^2 L}{\partial x_i^2} = \frac{1}{c L} - \frac{g_i^2}{L}
+
+    (times the number of target elements an input element meets, where ``input`` broadcasts);
+    NaN at :math:`L = 0`. ``"none"`` is :func:`l1_loss`'s (1 everywhere).
+
     Examples
     --------
     >>> import fastloss
@@ -527,22 +592,37 @@ def rmse_loss(
     """
     reduction = check_reduction(reduction)
     return_grad = check_option(return_grad, "return_grad", "bool")
+    return_hess = check_option(return_hess, "return_hess", "bool")
+    return_grad = return_grad or return_hess
     if reduction == "none":
-        return l1_loss(input, target, reduction="none", return_grad=return_grad, out=out)
-    if return_grad and not _device(input, target):
+        return l1_loss(
+            input, target, reduction="none", return_grad=return_grad, return_hess=return_hess,
+            out=out,
+        )  # fmt: skip
+    device = _device(input, target)
+    if return_hess and device:
+        raise NotImplementedError(DEVICE_HESS)
+    copies = 1.0  # target elements per input element, for the Hessian
+    if return_grad and not device:
         x = host_array(input, "input")
+        if return_hess:
+            target = host_array(target, "target")
+            copies = math.prod(np.broadcast_shapes(x.shape, target.shape)) / max(x.size, 1)
         if x.dtype == np.float16:
             # dS/dx = 2 d can overflow float16 before the 1 / (2 sqrt(S)) scale brings it
             # back: compute in float32, round the final gradient once.
             if out is not None:
                 _elementwise.check_out(out, x.shape, x.dtype, "out")
-            root, grad = rmse_loss(
-                x.astype(np.float32), target, reduction=reduction, return_grad=True
-            )
+            root, grad, *hess = rmse_loss(
+                x.astype(np.float32), target, reduction=reduction, return_grad=True,
+                return_hess=return_hess,
+            )  # fmt: skip
             if out is None:
-                return root, grad.astype(np.float16)
-            np.copyto(out, grad, casting="same_kind")
-            return root, out
+                grad = grad.astype(np.float16)
+            else:
+                np.copyto(out, grad, casting="same_kind")
+                grad = out
+            return (root, grad, hess[0].astype(np.float16)) if return_hess else (root, grad)
     result = mse_loss(input, target, reduction=reduction, return_grad=return_grad, out=out)
     if not return_grad:
         return _sqrt(result)
@@ -554,7 +634,14 @@ def rmse_loss(
             grad *= grad.dtype.type(0.5) / grad.dtype.type(root)
     else:
         _cupy().asarray(grad).__imul__(0.5 / root)  # on the device, no synchronisation
-    return root, grad
+    if not return_hess:
+        return root, grad
+    # L = sqrt(S / c), g = d / (c L): d2L/dx2 = copies / (c L) - g**2 / L
+    count = grad.size * copies if reduction == "mean" else 1.0
+    kind = grad.dtype.type
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        hess = (kind(copies / count if count else math.inf) - grad * grad) / kind(root)
+    return root, grad, hess
 
 
 def _cupy():
@@ -582,6 +669,7 @@ def log_cosh_loss(
     *,
     reduction: str = "mean",
     return_grad: bool = False,
+    return_hess: bool = False,
     out: np.ndarray | None = None,
 ):
     r"""Logarithm of the hyperbolic cosine of the error, as Keras's ``LogCosh``.
@@ -595,7 +683,8 @@ def log_cosh_loss(
     product of the :math:`f_i` per 1024 elements. Keras averages over the last axis then the
     batch, which for ``reduction="mean"`` is the mean over all elements. Accuracy is absolute,
     as with Keras's own formula: about an ulp of 1/2 (3e-8 in float32), so losses near 0
-    (:math:`d^2/2` for small :math:`d`) lose their relative accuracy.
+    (:math:`d^2/2` for small :math:`d`) lose their relative accuracy. The second derivative is
+    :math:`1 - \tanh^2(d_i)`, computed without cancellation.
 
     Examples
     --------
@@ -608,6 +697,7 @@ def log_cosh_loss(
         {"input": input, "target": target},
         reduction=reduction,
         return_grad=return_grad,
+        return_hess=return_hess,
         out=out,
     )
 
@@ -618,6 +708,7 @@ def msle_loss(
     *,
     reduction: str = "mean",
     return_grad: bool = False,
+    return_hess: bool = False,
     out: np.ndarray | None = None,
 ):
     r"""Mean squared logarithmic error, as Keras's ``MeanSquaredLogarithmicError``.
@@ -630,7 +721,9 @@ def msle_loss(
         \frac{\partial \ell_i}{\partial x_i} = \frac{2 r_i}{\max(x_i, \epsilon) + 1}
         \,[x_i > \epsilon]
 
-    (half that at :math:`x_i = \epsilon`, where Keras's ``maximum`` splits the gradient).
+    (half that at :math:`x_i = \epsilon`, where Keras's ``maximum`` splits the gradient). The
+    second derivative is :math:`2 (1 - r_i) / (\max(x_i, \epsilon) + 1)^2` with the same
+    factor (0 below :math:`\epsilon`, half at it).
 
     Examples
     --------
@@ -644,6 +737,7 @@ def msle_loss(
         reduction=reduction,
         params=(KERAS_EPSILON,),
         return_grad=return_grad,
+        return_hess=return_hess,
         out=out,
     )
 
@@ -654,6 +748,7 @@ def mape_loss(
     *,
     reduction: str = "mean",
     return_grad: bool = False,
+    return_hess: bool = False,
     out: np.ndarray | None = None,
 ):
     r"""Mean absolute percentage error, as Keras's ``MeanAbsolutePercentageError``.
@@ -665,7 +760,10 @@ def mape_loss(
         \frac{\partial \ell_i}{\partial x_i} = \frac{100}{m_i}
         \operatorname{sign}(x_i - y_i)
 
-    A zero target meets :math:`\epsilon`, so its percentage is huge, as in Keras.
+    A zero target meets :math:`\epsilon`, so its percentage is huge, as in Keras. The second
+    derivative is :math:`100 / m_i` everywhere, :math:`x_i = y_i` included: scikit-learn's
+    ``AbsoluteError`` convention (1, where the exact value is 0 almost everywhere) scaled by
+    the slope of this absolute error.
 
     Examples
     --------
@@ -679,5 +777,6 @@ def mape_loss(
         reduction=reduction,
         params=(KERAS_EPSILON,),
         return_grad=return_grad,
+        return_hess=return_hess,
         out=out,
     )

@@ -1,7 +1,7 @@
 """Point functions of the binary classification losses, and their kernel declarations.
 
-Each loss is two functions of one element, ``*_value`` and ``*_value_grad`` (the loss and its
-derivative with respect to the input, sharing temporaries), as in
+Each loss is one function of one element, ``*_value_grad``: the loss, its derivative and, as
+its last value, its second derivative with respect to the input, sharing temporaries, as in
 :mod:`fastloss.kernels.regression`. ``x`` is the input (a probability or a logit), ``t`` the
 target. Everything stays in the precision of the input (``const`` gives literals that
 precision), exp/log/log1p are the vectorisable versions of :mod:`fastloss.kernels.vmath`, and
@@ -97,28 +97,36 @@ def _bce(x, t):
 @njit(**POINT_OPTIONS)
 def bce_value_grad(x, t):
     # torch's gradient: (x - t) / max((1 - x) x, 1e-12), not the derivative of the clamped
-    # loss (at x = 0 or 1 it is +-t * 1e12, not 0).
+    # loss (at x = 0 or 1 it is +-t * 1e12, not 0). The second derivative is that gradient's:
+    # t / x**2 + (1 - t) / (1 - x)**2 (no cancellation) where (1 - x) x >= 1e-12, 1 / 1e-12
+    # where the floor holds.
+    one = const(x, 1.0)
     eps = const(x, GRAD_EPSILON)
-    den = (const(x, 1.0) - x) * x
-    den = eps if den < eps else den
-    return _bce(x, t), (x - t) / den
+    q = one - x
+    den = q * x
+    floored = den < eps
+    den = eps if floored else den
+    h = t / (x * x) + (one - t) / (q * q)
+    return _bce(x, t), (x - t) / den, (one / eps if floored else h)
 
 
 # --- binary cross-entropy on logits (torch) ----------------------------------------------------
-# (1 - t) x + (1 + (pw - 1) t) softplus(-x); derivative ((pw t + 1 - t) sigmoid(x) - pw t).
+# (1 - t) x + (1 + (pw - 1) t) softplus(-x); derivative ((pw t + 1 - t) sigmoid(x) - pw t);
+# second derivative (pw t + 1 - t) sigmoid(x) sigmoid(-x) (HalfBinomialLoss's p (1 - p)).
 @njit(**POINT_OPTIONS)
 def bce_logits_value_grad(x, t):
-    s, _, e = _sigmoid_pair(x)
-    return (const(x, 1.0) - t) * x + _softplus_neg(x, e), s - t
+    s, q, e = _sigmoid_pair(x)
+    return (const(x, 1.0) - t) * x + _softplus_neg(x, e), s - t, s * q
 
 
 @njit(**POINT_OPTIONS)
 def bce_logits_pos_value_grad(x, t, pw):
     one = const(x, 1.0)
-    s, _, e = _sigmoid_pair(x)
+    s, q, e = _sigmoid_pair(x)
     v = (one - t) * x + ((pw - one) * t + one) * _softplus_neg(x, e)
     c = pw * t
-    return v, (c + one - t) * s - c
+    k = c + one - t
+    return v, k * s - c, k * (s * q)
 
 
 # --- sigmoid focal loss (torchvision.ops.sigmoid_focal_loss) -----------------------------------
@@ -127,6 +135,9 @@ def bce_logits_pos_value_grad(x, t, pw):
 # (a1 = 2 alpha - 1, a0 = 1 - alpha), else 1 (a1 = 0, a0 = 1): a runtime weight, not a flag.
 # d/dx = a ((sigmoid(x) - t) m**gamma + ce gamma m**gamma s q (1 - 2t) / m), the last factor
 # taken as 0 at m = 0 (its limit for gamma > 0). `square` is gamma == 2: m * m, no exp/log.
+# Second derivative a (s q f + 2 (s - t) f' + ce f''), with m' = s q (1 - 2t),
+# m'' = m' (q - s), f' = gamma f m'/m, f'' = gamma (gamma - 1) f (m'/m)**2 + gamma f m''/m
+# (2 m'**2 + 2 m m'' for gamma = 2); the ratios taken as 0 at m = 0, as in the gradient.
 @njit(**POINT_OPTIONS)
 def _focal(x, t, a1, a0, gamma, parity, square):
     one = const(x, 1.0)
@@ -145,38 +156,50 @@ def sigmoid_focal_value_grad(x, t, a1, a0, gamma, parity, square):
     one = const(x, 1.0)
     zero = const(x, 0.0)
     s, q, ce, m, f, a = _focal(x, t, a1, a0, gamma, parity, square)
-    dm = s * q * (one - t - t)  # d m / dx
+    sq = s * q
+    dm = sq * (one - t - t)  # d m / dx
+    d2m = dm * (q - s)  # d2 m / dx2
     if square:
         df = (m + m) * dm
+        d2f = const(x, 2.0) * (dm * dm + m * d2m)
     else:
         ratio = zero if m == zero else dm / m
+        ratio2 = zero if m == zero else d2m / m
         df = gamma * f * ratio
-    return a * (ce * f), a * ((s - t) * f + ce * df)
+        d2f = gamma * f * ((gamma - one) * (ratio * ratio) + ratio2)
+    g = (s - t) * f + ce * df
+    h = sq * f + const(x, 2.0) * ((s - t) * df) + ce * d2f
+    return a * (ce * f), a * g, a * h
 
 
 # --- Keras binary crossentropy -----------------------------------------------------------------
 # t' = t sa + sb (label smoothing). Probabilities: torch's BCE on clip(x, lo, hi), whose
-# gradient is 0 outside [lo, hi] (torch's clamp passes it at the bounds). Logits: as
-# bce_with_logits. Loss and derivative times `scale` (1 / K: Keras's mean over the axis).
+# gradient is 0 outside [lo, hi] (torch's clamp passes it at the bounds), and so is the second
+# derivative t / x**2 + (1 - t) / (1 - x)**2. Logits: as bce_with_logits. Loss and derivatives
+# times `scale` (1 / K: Keras's mean over the axis).
 @njit(**POINT_OPTIONS)
 def _keras_bce_prob(x, t, lo, hi):
-    """torch's BCE of clip(x, lo, hi) and its derivative with respect to x."""
+    """torch's BCE of clip(x, lo, hi) and its first and second derivatives with respect
+    to x."""
     one = const(x, 1.0)
+    zero = const(x, 0.0)
     xc = lo if x < lo else (hi if x > hi else x)
     v = (t - one) * log1p(-xc) - t * log(xc)
-    g = (xc - t) / ((one - xc) * xc)
+    qc = one - xc
+    g = (xc - t) / (qc * xc)
+    h = t / (xc * xc) + (one - t) / (qc * qc)
     inside = (x >= lo) & (x <= hi)
-    return v, (g if inside else const(x, 0.0))
+    return v, (g if inside else zero), (h if inside else zero)
 
 
 @njit(**POINT_OPTIONS)
 def keras_bce_value_grad(x, t, lo, hi, sa, sb, scale, from_logits):
     tt = t * sa + sb
     if from_logits:
-        v, g = bce_logits_value_grad(x, tt)
+        v, g, h = bce_logits_value_grad(x, tt)
     else:
-        v, g = _keras_bce_prob(x, tt, lo, hi)
-    return v * scale, g * scale
+        v, g, h = _keras_bce_prob(x, tt, lo, hi)
+    return v * scale, g * scale, h * scale
 
 
 # --- Keras binary focal crossentropy -----------------------------------------------------------
@@ -189,6 +212,12 @@ def keras_bce_value_grad(x, t, lo, hi, sa, sb, scale, from_logits):
 # From logits, inside the clip range, log p = -softplus(-x), log(1 - p) = -softplus(x) and
 # dbce/dx = p - t' (what Keras's formula is, without its cancellations in 1 - p); outside it
 # the logarithms of the bounds (lp_lo = log(lo), lq_lo = log1p(-lo), ...) and no gradient.
+# Second derivative w (f'' bce + 2 f' bce' + f bce'') with f' = f_m m', f'' = f_mm m'**2 +
+# f_m m'' (m'' = 0 on probabilities, (1 - 2t') (p q)(q - p) from logits), bce'' = p q from
+# logits and t'/p**2 + (1 - t')/(1 - p)**2 on probabilities inside the clip range, 0 outside it;
+# on probabilities f_mm = gamma (gamma - 1) m**(gamma - 2), with pow's limits at m = 0 (0 for
+# gamma in {0, 1}); from logits f'' = gamma f ((gamma - 1) (m'/m)**2 + m''/m), the ratios taken
+# as 0 at m = 0 (a saturated sigmoid), as in sigmoid_focal_value_grad.
 @njit(**POINT_OPTIONS)
 def _keras_focal(
     x, t, lo, hi, lp_lo, lq_lo, lp_hi, lq_hi, sa, sb, w1, w0, gamma, parity, from_logits, square
@@ -208,10 +237,11 @@ def _keras_focal(
         bce = (tt - one) * lq - tt * lp
         inside = (p >= lo) & (p <= hi)
         dbce = (p - tt) if inside else zero  # d bce / dx
+        d2bce = (p * q) if inside else zero  # d2 bce / dx2
     else:
         p = x
         q = one - x
-        bce, dbce = _keras_bce_prob(p, tt, lo, hi)  # d bce / dp
+        bce, dbce, d2bce = _keras_bce_prob(p, tt, lo, hi)  # d bce / dp, d2 bce / dp2
     m = tt * q + (one - tt) * p
     if square:
         f = m * m
@@ -222,7 +252,27 @@ def _keras_focal(
     dm = one - tt - tt  # d m / dp
     if from_logits:
         dm = dm * (p * q)  # d m / dx
-    return bce, dbce, f, fm, dm, w1 * tt + w0
+        d2m = dm * (q - p)  # d2 m / dx2
+        if square:
+            d2f = const(x, 2.0) * (dm * dm + m * d2m)
+        else:
+            # gamma f ((gamma - 1) (m'/m)**2 + m''/m): m'/m stays bounded as p or q -> 0, and
+            # the ratios are taken as 0 at m = 0 (their limit 0 for the product), as in
+            # sigmoid_focal_value_grad
+            ratio = zero if m == zero else dm / m
+            ratio2 = zero if m == zero else d2m / m
+            d2f = gamma * f * ((gamma - one) * (ratio * ratio) + ratio2)
+    elif square:
+        d2f = const(x, 2.0) * (dm * dm)
+    else:
+        # f_mm m'**2, f_mm = gamma (gamma - 1) m**(gamma - 2) with pow's limit at m = 0 (inf
+        # below gamma = 2, 1 at it, 0 above; 0 for gamma in {0, 1})
+        two = const(x, 2.0)
+        below = const(x, INF) if gamma < two else (one if gamma == two else zero)
+        pm2 = below if m == zero else pm1 / m
+        fmm = zero if (gamma == zero) | (gamma == one) else gamma * (gamma - one) * pm2
+        d2f = fmm * (dm * dm)
+    return bce, dbce, d2bce, f, fm, dm, d2f, w1 * tt + w0
 
 
 @njit(**POINT_OPTIONS)
@@ -230,18 +280,19 @@ def keras_focal_value_grad(
     x, t, lo, hi, lp_lo, lq_lo, lp_hi, lq_hi, sa, sb, w1, w0, gamma, parity, scale, from_logits,
     square,
 ):  # fmt: skip
-    bce, dbce, f, fm, dm, w = _keras_focal(
+    bce, dbce, d2bce, f, fm, dm, d2f, w = _keras_focal(
         x, t, lo, hi, lp_lo, lq_lo, lp_hi, lq_hi, sa, sb, w1, w0, gamma, parity, from_logits,
         square,
     )  # fmt: skip
     g = f * dbce + bce * (fm * dm)
-    return (w * (f * bce)) * scale, (w * g) * scale
+    h = d2f * bce + const(x, 2.0) * (fm * dm) * dbce + f * d2bce
+    return (w * (f * bce)) * scale, (w * g) * scale, (w * h) * scale
 
 
-BCE = ElementwiseSpec("bce", bce_value_grad, stage_segments=4)
-BCE_LOGITS = ElementwiseSpec("bce_logits", bce_logits_value_grad, stage_segments=4)
+BCE = ElementwiseSpec("bce", bce_value_grad, stage_segments=4, hess=True)
+BCE_LOGITS = ElementwiseSpec("bce_logits", bce_logits_value_grad, stage_segments=4, hess=True)
 BCE_LOGITS_POS = ElementwiseSpec(
-    "bce_logits_pos", bce_logits_pos_value_grad, arrays=3, stage_segments=4
+    "bce_logits_pos", bce_logits_pos_value_grad, arrays=3, stage_segments=4, hess=True
 )
 SIGMOID_FOCAL = ElementwiseSpec(
     "sigmoid_focal",
@@ -249,6 +300,7 @@ SIGMOID_FOCAL = ElementwiseSpec(
     stage_segments=4,
     params=("a1", "a0", "gamma", "parity"),
     flags=("square",),
+    hess=True,
 )
 KERAS_BCE = ElementwiseSpec(
     "keras_bce",
@@ -256,6 +308,7 @@ KERAS_BCE = ElementwiseSpec(
     stage_segments=4,
     params=("lo", "hi", "sa", "sb", "scale"),
     flags=("from_logits",),
+    hess=True,
 )
 KERAS_FOCAL = ElementwiseSpec(
     "keras_focal",
@@ -276,4 +329,5 @@ KERAS_FOCAL = ElementwiseSpec(
         "scale",
     ),  # fmt: skip
     flags=("from_logits", "square"),
+    hess=True,
 )

@@ -7,15 +7,20 @@ From that the factory builds, per CPU target:
 
 ``reduce_value``       forward only: the element losses into the reduction state
 ``reduce_value_grad``  fused forward+backward: writes ``grad = scale * dloss/dx`` and reduces
+``reduce_value_grad_hess``  the same, and writes ``hess = scale * d2loss/dx2`` (array 0 only)
 ``map_value``          writes the element losses (``reduction="none"``)
 ``map_value_grad``     writes the element losses and the scaled gradient
+``map_value_grad_hess``  writes the element losses, the scaled gradient and second derivative
 ``stage_value[_grad]`` writes the values a reduction adds (the first elements of a run that
                        starts inside a segment, kept raw by its state)
 
-the first four in a serial and a ``prange`` variant, and, with ``weighted``, variants that
-multiply every element's loss and gradient by a weight array. The forward-only kernels call
-``value_grad`` too and leave the derivatives unused: a loss is one definition, and its value
-does not depend on whether its gradient is asked for.
+the first six in a serial and a ``prange`` variant, and, with ``weighted``, variants that
+multiply every element's loss and derivatives by a weight array. The forward-only kernels call
+``value_grad`` too and leave the derivatives unused, and the gradient kernels leave the second
+derivative unused (LLVM drops it): a loss is one definition, and its value and gradient do not
+depend on whether its gradient or second derivative is asked for. The ``*_hess`` kernels exist
+for specs declared with ``hess=True`` (the point function's last value is the second
+derivative with respect to array 0).
 
 Why generated source: Numba cannot cache a kernel that closes over another jitted function (the
 closure's pickle holds a per-process id, so every process misses the cache), and it refuses to
@@ -63,6 +68,7 @@ BLOCK = 1 << 16
 TASK_STACK = 2 * TASK_SEGMENTS.bit_length() + 2
 
 KINDS = ("reduce_value", "reduce_value_grad", "map_value", "map_value_grad")
+HESS_KINDS = ("reduce_value_grad_hess", "map_value_grad_hess")
 
 
 @dataclass(frozen=True, eq=False)
@@ -75,7 +81,8 @@ class ElementwiseSpec:
         Identifier of the kernel family (used in generated file names).
     value_grad
         The jitted point function: ``value_grad(a0, ..., p0, ..., FLAG0, ...)`` returns
-        ``(loss, d0, ...)`` at one element, one derivative per entry of ``grads``.
+        ``(loss, d0, ...)`` at one element, one derivative per entry of ``grads`` (and, with
+        ``hess``, ``(loss, d0, ..., h)``).
     arrays
         Number of arrays read per element (input, target[, var]).
     grads
@@ -97,6 +104,12 @@ class ElementwiseSpec:
     grad_factor
         A constant factor of every derivative, applied after the element's weight (mse's 2):
         ``2 (d w)`` stays finite where ``2 d`` overflows and ``w`` is 0, as torch evaluates it.
+        It multiplies the second derivative too.
+    hess
+        The point function returns, as its last value, the second derivative of the element's
+        loss with respect to array 0 (the input); the module then also holds the ``*_hess``
+        kernels. Without it (a user's point function written before second derivatives) the
+        point function returns the loss and the derivatives only.
 
     Specs compare and hash by identity: each is declared once, in its family's module.
     """
@@ -110,6 +123,7 @@ class ElementwiseSpec:
     log_factor: bool = False
     grad_factor: float = 1.0
     stage_segments: int = 1
+    hess: bool = False
 
 
 _stems: dict[ElementwiseSpec, str] = {}
@@ -134,10 +148,12 @@ def point_statements(
     weight: str | None,
     combine: bool = True,
     suffix: str = "",
+    with_hess: bool = False,
 ) -> list[str]:
-    """The statements of one element, for every target's kernels: ``v`` (and ``d0, ...``)
-    from the point function, multiplied by the element's ``weight`` expression if given; each
-    name carries ``suffix`` (the lane of a row written out element by element).
+    """The statements of one element, for every target's kernels: ``v`` (and ``d0, ...``,
+    and ``h`` with ``with_hess``) from the point function, multiplied by the element's
+    ``weight`` expression if given; each name carries ``suffix`` (the lane of a row written out
+    element by element).
 
     With ``spec.log_factor``, ``combine`` forms the element's loss ``v = v + log(f)``; without
     it ``v`` and ``f`` are left apart, for a segment's product (unweighted only)."""
@@ -147,6 +163,11 @@ def point_statements(
     # drops them): an element's loss is one instruction sequence, with or without gradient.
     unused = [f"_{d}" for d in derivs]
     results = [v] + ([f] if spec.log_factor else []) + (derivs if with_grad else unused)
+    if with_hess and not (with_grad and spec.hess):
+        raise ValueError(f"{spec.name}: a second derivative needs hess=True and the gradient")
+    hess = [f"h{suffix}"] if with_hess else []
+    if spec.hess:  # unpacked, and left unused (LLVM drops it) where not asked for
+        results += hess or [f"_h{suffix}"]
     lines = [f"{', '.join(results)} = value_grad({', '.join(point_args)})"]
     if spec.log_factor and combine:
         lines.append(f"{v} = {v} + log({f})")
@@ -154,24 +175,26 @@ def point_statements(
         raise ValueError(f"{spec.name}: a weighted element's loss combines its log factor")
     if weight is not None:
         lines.append(f"{v} = {v} * {weight}")
-        lines += [f"{d} = {d} * {weight}" for d in derivs] if with_grad else []
+        lines += [f"{d} = {d} * {weight}" for d in derivs + hess] if with_grad else []
     if spec.grad_factor != 1.0 and with_grad:
-        lines += [f"{d} = {d} * const({d}, {spec.grad_factor!r})" for d in derivs]
+        lines += [f"{d} = {d} * const({d}, {spec.grad_factor!r})" for d in derivs + hess]
     return lines
 
 
 class _Kernel:
     """Names shared by the source of one kernel: its arrays, parameters and gradients."""
 
-    def __init__(self, spec: ElementwiseSpec, weighted: bool, with_grad: bool):
+    def __init__(self, spec: ElementwiseSpec, weighted: bool, kind: str):
         self.spec = spec
         self.weighted = weighted
-        self.with_grad = with_grad
+        self.with_grad = "grad" in kind
+        self.with_hess = kind.endswith("hess")
         self.inputs = [f"a{i}" for i in range(spec.arrays)]
         self.arrays = self.inputs + (["w"] if weighted else [])
         self.params = [f"p{i}" for i in range(len(spec.params))]
         self.flags = [f"FLAG_{f.upper()}" for f in spec.flags]
-        self.grads = [f"g{j}" for j in range(len(spec.grads))] if with_grad else []
+        self.grads = [f"g{j}" for j in range(len(spec.grads))] if self.with_grad else []
+        self.hess = ["hs"] if self.with_hess else []
         # unweighted log-factor losses keep v and f apart: a product per segment
         self.product = spec.log_factor and not weighted
 
@@ -182,9 +205,11 @@ class _Kernel:
         point_args += self.params + self.flags
         weight = f"{view}w[{index}]" if self.weighted else None
         lines = point_statements(
-            self.spec, point_args, self.with_grad, weight, combine=not self.product, suffix=suffix
-        )
+            self.spec, point_args, self.with_grad, weight, combine=not self.product,
+            suffix=suffix, with_hess=self.with_hess,
+        )  # fmt: skip
         lines += [f"{view}{g}[{index}] = d{j}{suffix} * scale" for j, g in enumerate(self.grads)]
+        lines += [f"{view}hs[{index}] = h{suffix} * scale" for _ in self.hess]
         return lines
 
     def lane_updates(self, lane: str, suffix: str = "") -> list[str]:
@@ -199,11 +224,12 @@ def _indent(lines: list[str], depth: int) -> list[str]:
 
 
 def _map_source(spec: ElementwiseSpec, kind: str, parallel: bool, weighted: bool) -> str:
-    """``map_value`` / ``map_value_grad``: the element losses (and the scaled gradient)."""
-    k = _Kernel(spec, weighted, kind.endswith("grad"))
-    outputs = ["loss"] + (["scale"] + k.grads if k.with_grad else [])
+    """``map_value`` / ``map_value_grad[_hess]``: the element losses (and the scaled gradient
+    and second derivative)."""
+    k = _Kernel(spec, weighted, kind)
+    outputs = ["loss"] + (["scale"] + k.grads + k.hess if k.with_grad else [])
     name = f"{kind}_{'parallel' if parallel else 'serial'}"
-    sliced = k.arrays + ["loss"] + k.grads
+    sliced = k.arrays + ["loss"] + k.grads + k.hess
     lines = [
         f"@njit(parallel={parallel}, **KERNEL_OPTIONS)",
         f"def {name}({', '.join(k.arrays + k.params + outputs)}):",
@@ -217,8 +243,10 @@ def _map_source(spec: ElementwiseSpec, kind: str, parallel: bool, weighted: bool
     lines += [f"        s_{a} = {a}[lo:hi]" for a in sliced]
     lines.append("        for i in range(hi - lo):")
     body = point_statements(spec, [f"s_{a}[i]" for a in k.inputs] + k.params + k.flags,
-                            k.with_grad, "s_w[i]" if weighted else None)  # fmt: skip
+                            k.with_grad, "s_w[i]" if weighted else None,
+                            with_hess=k.with_hess)  # fmt: skip
     body += [f"s_{g}[i] = d{j} * scale" for j, g in enumerate(k.grads)]
+    body += [f"s_{h}[i] = h * scale" for h in k.hess]
     body.append("s_loss[i] = v")
     lines += _indent(body, 3)
     return "\n".join(lines) + "\n"
@@ -227,7 +255,7 @@ def _map_source(spec: ElementwiseSpec, kind: str, parallel: bool, weighted: bool
 def _stage_source(spec: ElementwiseSpec, kind: str, weighted: bool) -> str:
     """``stage_value`` / ``stage_value_grad`` (serial): each element's ``v`` (and ``f``) as
     the reduction adds them, for the elements of a run that precede its first segment."""
-    k = _Kernel(spec, weighted, kind.endswith("grad"))
+    k = _Kernel(spec, weighted, kind)
     outputs = (["scale"] + k.grads if k.with_grad else []) + ["out_v", "out_f"]
     lines = [
         "@njit(parallel=False, **KERNEL_OPTIONS)",
@@ -248,11 +276,11 @@ def _reduce_source(spec: ElementwiseSpec, kind: str, parallel: bool, weighted: b
     and the sum of the run ``[0, start + n)`` (meaningful where ``start`` is 0). See
     :mod:`fastloss.kernels.reduction` for the contract.
     """
-    k = _Kernel(spec, weighted, kind.endswith("grad"))
-    outputs = ["scale"] + k.grads if k.with_grad else []
+    k = _Kernel(spec, weighted, kind)
+    outputs = ["scale"] + k.grads + k.hess if k.with_grad else []
     state = ["start", "state", "levels", "indices", "values", "depth"]
     name = f"{kind}_{'parallel' if parallel else 'serial'}"
-    sliced = k.arrays + k.grads
+    sliced = k.arrays + k.grads + k.hess
     product = "True" if k.product else "False"
     reset = ["lanes_store(lanes_fill(0.0), state, 0)", "lanes_store(lanes_fill(1.0), state, LANES)"]
     lines = [
@@ -368,10 +396,11 @@ def module_source(spec: ElementwiseSpec, flags: tuple[bool, ...], weighted: bool
     for name, v in zip(spec.flags, flags, strict=True):
         header.append(f"FLAG_{name.upper()} = {bool(v)}")
     parts = ["\n".join(header) + "\n"]
-    for kind in ("reduce_value", "reduce_value_grad"):
+    hess = ("_hess",) if spec.hess else ()
+    for kind in ("reduce_value", "reduce_value_grad", *(f"reduce_value_grad{h}" for h in hess)):
         for parallel in (False, True):
             parts.append(_reduce_source(spec, kind, parallel, weighted))
-    for kind in ("map_value", "map_value_grad"):
+    for kind in ("map_value", "map_value_grad", *(f"map_value_grad{h}" for h in hess)):
         for parallel in (False, True):
             parts.append(_map_source(spec, kind, parallel, weighted))
     for kind in ("stage_value", "stage_value_grad"):

@@ -526,3 +526,24 @@ def test_target_size_warning_on_device(name):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         loss_fn(cuda.to_device(t), cuda.to_device(t))
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda x: fastloss.mse_loss(x, x, return_hess=True),
+        lambda x: fastloss.rmse_loss(x, x, return_hess=True),
+        lambda x: fastloss.gaussian_nll_loss(x, x, x, return_hess=True),
+        lambda x: fastloss.gaussian_nll_loss(x, x, 1.0, return_hess=True),
+        lambda x: fastloss.binary_cross_entropy_with_logits(x, x, return_hess=True),
+        lambda x: fastloss.binary_cross_entropy(x, x, return_hess=True),
+        lambda x: fastloss.binary_crossentropy(x, x, return_hess=True),
+        lambda x: fastloss.kl_div(x, x, reduction="sum", return_hess=True),
+    ],
+    ids=["mse", "rmse", "gaussian", "gaussian-float-var", "bce-logits", "bce", "keras", "kl"],
+)
+def test_return_hess_is_refused_on_the_device(call):
+    """Second derivatives are CPU-only for now: a clear error naming return_hess."""
+    x = cuda.to_device(np.linspace(0.1, 0.9, 12))
+    with pytest.raises(NotImplementedError, match="return_hess"):
+        call(x)

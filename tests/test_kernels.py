@@ -1,4 +1,5 @@
-"""The generated CPU kernels themselves: every spec's fused loop vectorises, calls nothing.
+"""The generated CPU kernels themselves: every spec's fused loop vectorises, calls nothing,
+with and without the second derivative.
 
 A point function left as a call, or a libm call in the loop, costs a factor of 3-10 in speed
 without changing a single value, so no value test would notice it. Every spec of every family
@@ -47,15 +48,26 @@ def test_every_spec_is_covered():
     assert names >= {"mse", "l1", "huber", "poisson_nll", "log_cosh", "bce", "kl_div", "sum"}
 
 
+def test_every_project_spec_has_a_second_derivative():
+    specs = [spec for family in (binary, divergence, regression, sums) for spec in _specs(family)]
+    assert specs and all(spec.hess for spec in specs)
+
+
+@pytest.mark.parametrize("kind", ["reduce_value_grad", "reduce_value_grad_hess"])
 @pytest.mark.parametrize(("spec", "flags", "dtype"), CASES)
-def test_fused_loop_vectorises_without_calls(spec, flags, dtype):
+def test_fused_loop_vectorises_without_calls(spec, flags, dtype, kind):
+    """The gradient kernel (the second derivative unpacked and dropped) and the kernel that
+    writes the second derivative too."""
     module = elementwise.kernels(spec, flags)
     # A fresh, uncached compilation of the generated kernel, so its LLVM IR can be inspected.
-    kernel = njit(**dict(KERNEL_OPTIONS, cache=False))(module.reduce_value_grad_serial.py_func)
+    function = getattr(module, f"{kind}_serial").py_func
+    kernel = njit(**dict(KERNEL_OPTIONS, cache=False))(function)
     n = 600
     arrays = [np.linspace(0.1, 0.9, n).astype(dtype) for _ in range(spec.arrays)]
     params = [np.dtype(dtype).type(0.5) for _ in spec.params]
     grads = [np.empty(n, dtype) for _ in spec.grads]
+    if kind.endswith("hess"):
+        grads.append(np.empty(n, dtype))
     kernel(*arrays, *params, np.dtype(dtype).type(1.0), *grads, 0, *fresh_state(), 0)
     ir = kernel.inspect_llvm(kernel.signatures[0])
     # The element arithmetic in vectors: <16 x double> alone is the reduction's lanes.
