@@ -100,7 +100,8 @@ def _triplet_inputs(rng: np.random.Generator, n: int, dtype) -> dict:
     return {
         "anchor": anchor.astype(dtype, copy=False),
         "positive": (anchor + 0.5 * rng.standard_normal(anchor.shape, np.float32)).astype(dtype),
-        "negative": rng.standard_normal(anchor.shape, np.float32).astype(dtype),
+        # a negative about as far as the positive: some triplets inside the margin, some not
+        "negative": (anchor + 0.55 * rng.standard_normal(anchor.shape, np.float32)).astype(dtype),
     }
 
 
