@@ -14,6 +14,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from fastloss import _intake, _rows
+from fastloss.regression import _grad_dtype
 
 
 def _kernels():
@@ -39,7 +40,7 @@ def _layout(arrays: list, names: list[str]):
         shown = ", ".join(f"{n} {tuple(x.shape)}" for n, x in zip(names, arrays, strict=True))
         raise ValueError(f"{', '.join(names)}: expected the same shape, got {shown}")
     dtype = _intake.compute_dtype(np.result_type(*[x.dtype for x in arrays]), names[0])
-    grad_dtypes = [x.dtype if x.dtype.itemsize < dtype.itemsize else dtype for x in arrays]
+    grad_dtypes = [_grad_dtype(x, dtype) for x in arrays]
     return tuple(arrays[0].shape[:-1]), dtype, grad_dtypes
 
 
