@@ -73,3 +73,11 @@ from fastloss.softmax import cross_entropy as cross_entropy
 from fastloss.softmax import focal_loss as focal_loss
 from fastloss.softmax import nll_loss as nll_loss
 from fastloss.softmax import sparse_categorical_crossentropy as sparse_categorical_crossentropy
+
+# The losses declared by a registry row (fastloss/declared.py: hinge_embedding_loss,
+# soft_margin_loss, ...) are generated there and have no family module to import them from;
+# each is exported here by its row, so declaring a loss needs no edit of this file.
+for _info in registry.LOSSES.values():
+    if _info.declaration is not None:
+        globals()[_info.name] = _info.function
+del _info

@@ -2,8 +2,18 @@
 
 Tests, benchmarks, the demo job and the docs iterate over :data:`LOSSES`, so a loss that is
 registered is tested, benchmarked and documented by that fact. Each row names the loss, its
-function, its family, the library whose semantics it follows and that library's function,
-and a generator of typical inputs (used by the demo job and the benchmarks).
+function, its family, the library whose semantics it follows and that library's function, a
+generator of typical inputs (the demo job, the benchmarks, the Accumulator and contract tests)
+and, for the elementwise losses, the test suite's part: the domain of its test inputs at any
+shape (``sample``), the option sets it is tested with (``variants``) and the arguments that have
+a gradient. The test suite's reference table (``tests/conftest.py``), the asv cases
+(``asv_bench/benchmarks/common.py``), the default job (``python -m fastloss``) and the index
+of ``docs/losses.md`` are read from here.
+
+An elementwise loss can also be declared here instead of written by hand: a row made by
+:func:`declared` holds an :class:`~fastloss.declared.Elementwise` (its kernel spec, options and
+docstring) and its public function is generated from it (:mod:`fastloss.declared`) and exported
+by ``fastloss/__init__.py``. ``hinge_embedding_loss`` and ``soft_margin_loss`` are declared so.
 """
 
 from __future__ import annotations
@@ -14,6 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from fastloss import binary, divergence, pairwise, regression, softmax
+from fastloss.declared import Elementwise, Option, build
 
 
 def _regression_inputs(rng: np.random.Generator, n: int, dtype) -> dict:
@@ -135,6 +146,125 @@ def _sqrt(value):
     return type(value)(np.sqrt(value))
 
 
+# Domains of typical values: how each data array of an elementwise loss is drawn (float32
+# draws, cast to the dtype asked for, as the generators above).
+DOMAINS = {
+    "real": lambda rng, n: rng.standard_normal(n, dtype=np.float32),
+    "positive": lambda rng, n: rng.random(n, dtype=np.float32) * np.float32(2.5) + 0.5,
+    "count": lambda rng, n: np.floor(rng.random(n, dtype=np.float32) * np.float32(5.0)),
+    "sign": lambda rng, n: np.where(rng.random(n, dtype=np.float32) < 0.5, 1, -1),
+}
+
+
+@dataclass(frozen=True)
+class DomainInputs:
+    """``make_inputs`` from the data arrays' names and domains."""
+
+    data: tuple[str, ...]
+    domains: tuple[str, ...]
+
+    def __call__(self, rng: np.random.Generator, n: int, dtype) -> dict:
+        return {
+            name: DOMAINS[domain](rng, n).astype(dtype, copy=False)
+            for name, domain in zip(self.data, self.domains, strict=True)
+        }
+
+
+# --- the test suite's inputs: float64 values at any shape --------------------------------------
+# A draw is (rng, shape, options) -> float64 array; options are the variant's keyword
+# arguments (poisson_nll_loss's input is a log-rate or a rate by log_input).
+
+
+def _normal(rng, shape, options):
+    return rng.standard_normal(shape)
+
+
+def _scaled_normal(scale: float):
+    def draw(rng, shape, options):
+        return scale * rng.standard_normal(shape)
+
+    return draw
+
+
+def _uniform(low: float, high: float):
+    def draw(rng, shape, options):
+        return rng.uniform(low, high, shape)
+
+    return draw
+
+
+def _counts(rng, shape, options):
+    return rng.poisson(2.0, shape).astype(np.float64)
+
+
+def _log_rates_or_rates(rng, shape, options):
+    if options.get("log_input", True):
+        return rng.standard_normal(shape)
+    return rng.uniform(0.05, 3.0, shape)
+
+
+def _signs_and_others(rng, shape, options):
+    """Targets 1 and -1, one in eight another value (torch defines the margin losses there
+    too: a hinge embedding target that is neither takes both terms)."""
+    signs = np.where(rng.random(shape) < 0.5, 1.0, -1.0)
+    others = rng.choice(np.array([0.0, 0.5, 2.0, -3.0]), shape)
+    return np.where(rng.random(shape) < 0.125, others, signs)
+
+
+@dataclass(frozen=True)
+class Sample:
+    """The domain of a loss's test inputs: ``input`` drawn first, then ``target``."""
+
+    input: Callable = _normal
+    target: Callable = _normal
+
+    def __call__(self, rng: np.random.Generator, shape: tuple[int, ...], options: dict) -> dict:
+        return {
+            "input": self.input(rng, shape, options),
+            "target": self.target(rng, shape, options),
+        }
+
+
+def var_shape(shape: tuple[int, ...], mode: str) -> tuple[int, ...] | None:
+    """The shape of ``var`` for gaussian_nll_loss's layout ``mode`` on an input of ``shape``
+    (torch's rules), or ``None`` where that layout does not exist."""
+    if mode == "same":
+        return shape
+    if mode == "short":  # one dimension short: torch unsqueezes it
+        return shape[:-1] if shape else None
+    if mode == "dim1":  # one dimension of size 1 (homoscedastic)
+        if not shape:
+            return None
+        dims = [i for i, s in enumerate(shape) if s != 1]
+        if not dims:
+            return None
+        changed = list(shape)
+        changed[dims[-1]] = 1
+        return tuple(changed)
+    raise ValueError(mode)
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One set of keyword arguments the tests run a loss with.
+
+    ``kwargs`` go to fastloss and to the reference alike; ``weight`` asks for a per-element
+    weight array; ``var`` is gaussian_nll_loss's variance layout (``"same"``, ``"short"``,
+    ``"dim1"``, or ``"float"`` for a Python float).
+    """
+
+    id: str
+    kwargs: dict = field(default_factory=dict)
+    weight: bool = False
+    var: str | None = None
+
+    def applies(self, shape: tuple[int, ...]) -> bool:
+        return self.var in (None, "float") or var_shape(shape, self.var) is not None
+
+
+DEFAULT = (Variant("default"),)
+
+
 @dataclass(frozen=True)
 class LossInfo:
     """One registered loss.
@@ -143,7 +273,16 @@ class LossInfo:
     :class:`~fastloss.Accumulator` takes chunk by chunk; the others are options. ``finish``
     turns the reduced value into the loss (rmse's square root); ``chunk_grad`` says whether a
     chunk's gradient is known before the last chunk; ``empty_inputs`` is the one-shot call's
-    input of no elements.
+    input of no elements. ``job`` holds the options of the default job and the benchmarks
+    where the loss's own defaults do not reduce to one number as its reference does.
+    ``domains`` names the domain of each data array's typical values (one of
+    :data:`DOMAINS`): the benchmarks draw their shared arrays by it, and a declared row
+    without ``make_inputs`` draws its typical inputs from it.
+
+    The test suite's part (elementwise losses): ``sample`` draws the test inputs at a shape,
+    ``variants`` are the option sets tested against ``reference`` (none: the loss has a suite
+    of its own), ``grads`` the arguments whose gradients ``return_grad=True`` returns.
+    ``declaration`` is set for a loss whose function was generated from the row.
     """
 
     name: str
@@ -158,6 +297,31 @@ class LossInfo:
     finish: Callable | None = field(default=None, repr=False)
     chunk_grad: bool = True
     empty_inputs: Callable[[], dict] = field(default=_empty_elements, repr=False)
+    job: dict = field(default_factory=dict)
+    domains: tuple[str, ...] = ()
+    sample: Callable | None = field(default=None, repr=False)
+    variants: tuple[Variant, ...] = ()
+    grads: tuple[str, ...] = ("input",)
+    declaration: Elementwise | None = field(default=None, repr=False)
+
+
+def declared(
+    name: str, family: str, dialect: str, reference: str, declaration: Elementwise, **info
+) -> LossInfo:
+    """The row of a loss whose public function is generated from ``declaration``; its typical
+    inputs are drawn from its ``domains`` unless ``make_inputs`` is given."""
+    if "make_inputs" not in info:
+        data = info.get("data", ("input", "target"))
+        info["make_inputs"] = DomainInputs(data, info["domains"])
+    return LossInfo(
+        name,
+        build(name, reference, declaration),
+        family,
+        dialect,
+        reference,
+        declaration=declaration,
+        **info,
+    )
 
 
 LOSSES: dict[str, LossInfo] = {
@@ -170,6 +334,9 @@ LOSSES: dict[str, LossInfo] = {
             "torch",
             "torch.nn.functional.mse_loss",
             data=("input", "target", "weight"),
+            domains=("real", "real"),
+            sample=Sample(),
+            variants=(Variant("default"), Variant("weight", weight=True)),
         ),
         LossInfo(
             "l1_loss",
@@ -178,6 +345,9 @@ LOSSES: dict[str, LossInfo] = {
             "torch",
             "torch.nn.functional.l1_loss",
             data=("input", "target", "weight"),
+            domains=("real", "real"),
+            sample=Sample(),
+            variants=(Variant("default"), Variant("weight", weight=True)),
         ),
         LossInfo(
             "huber_loss",
@@ -186,6 +356,14 @@ LOSSES: dict[str, LossInfo] = {
             "torch",
             "torch.nn.functional.huber_loss",
             data=("input", "target", "weight"),
+            domains=("real", "real"),
+            sample=Sample(_scaled_normal(2.0)),
+            variants=(
+                Variant("default"),
+                Variant("delta0.5", {"delta": 0.5}),
+                Variant("delta2.5", {"delta": 2.5}),
+                Variant("weight-delta0.75", {"delta": 0.75}, weight=True),
+            ),
         ),
         LossInfo(
             "smooth_l1_loss",
@@ -193,6 +371,14 @@ LOSSES: dict[str, LossInfo] = {
             "regression",
             "torch",
             "torch.nn.functional.smooth_l1_loss",
+            domains=("real", "real"),
+            sample=Sample(_scaled_normal(2.0)),
+            variants=(
+                Variant("default"),
+                Variant("beta0.5", {"beta": 0.5}),
+                Variant("beta2", {"beta": 2.0}),
+                Variant("beta0", {"beta": 0.0}),
+            ),
         ),
         LossInfo(
             "poisson_nll_loss",
@@ -201,6 +387,15 @@ LOSSES: dict[str, LossInfo] = {
             "torch",
             "torch.nn.functional.poisson_nll_loss",
             _count_inputs,
+            domains=("real", "count"),
+            sample=Sample(_log_rates_or_rates, _counts),
+            variants=(
+                Variant("default"),
+                Variant("full", {"full": True}),
+                Variant("rate", {"log_input": False}),
+                Variant("rate-full", {"log_input": False, "full": True}),
+                Variant("rate-eps", {"log_input": False, "eps": 1e-3}),
+            ),
         ),
         LossInfo(
             "gaussian_nll_loss",
@@ -210,6 +405,18 @@ LOSSES: dict[str, LossInfo] = {
             "torch.nn.functional.gaussian_nll_loss",
             _gaussian_inputs,
             data=("input", "target", "var"),
+            domains=("real", "real", "positive"),
+            sample=Sample(),
+            variants=(
+                Variant("var", var="same"),
+                Variant("var-short", var="short"),
+                Variant("var-dim1", var="dim1"),
+                Variant("var-float", var="float"),
+                Variant("full", {"full": True}, var="same"),
+                Variant("eps", {"eps": 0.05}, var="same"),
+                Variant("full-dim1", {"full": True}, var="dim1"),
+            ),
+            grads=("input", "var"),
         ),
         LossInfo(
             "rmse_loss",
@@ -219,9 +426,19 @@ LOSSES: dict[str, LossInfo] = {
             "keras.metrics.RootMeanSquaredError",
             finish=_sqrt,
             chunk_grad=False,
+            domains=("real", "real"),
+            sample=Sample(),
+            variants=DEFAULT,
         ),
         LossInfo(
-            "log_cosh_loss", regression.log_cosh_loss, "regression", "keras", "keras.losses.LogCosh"
+            "log_cosh_loss",
+            regression.log_cosh_loss,
+            "regression",
+            "keras",
+            "keras.losses.LogCosh",
+            domains=("real", "real"),
+            sample=Sample(_scaled_normal(3.0)),
+            variants=DEFAULT,
         ),
         LossInfo(
             "msle_loss",
@@ -230,6 +447,10 @@ LOSSES: dict[str, LossInfo] = {
             "keras",
             "keras.losses.MeanSquaredLogarithmicError",
             _positive_inputs,
+            # mostly positive, some negative: Keras clamps y_pred at epsilon (gradient 0 there)
+            domains=("positive", "count"),
+            sample=Sample(_uniform(-0.5, 3.0), _uniform(0.0, 5.0)),
+            variants=DEFAULT,
         ),
         LossInfo(
             "mape_loss",
@@ -238,6 +459,9 @@ LOSSES: dict[str, LossInfo] = {
             "keras",
             "keras.losses.MeanAbsolutePercentageError",
             _positive_inputs,
+            domains=("real", "positive"),
+            sample=Sample(),
+            variants=DEFAULT,
         ),
         LossInfo(
             "binary_cross_entropy",
@@ -266,6 +490,7 @@ LOSSES: dict[str, LossInfo] = {
             binary.focal_inputs,
             data=("inputs", "targets"),
             empty_inputs=_empty_focal,
+            job={"reduction": "mean"},  # torchvision's default is "none"
         ),
         LossInfo(
             "binary_crossentropy",
@@ -290,6 +515,7 @@ LOSSES: dict[str, LossInfo] = {
             "torch",
             "torch.nn.functional.kl_div",
             divergence.log_probability_inputs,
+            job={"reduction": "batchmean"},  # torch warns on "mean"
         ),
         LossInfo(
             "cross_entropy",
@@ -364,6 +590,82 @@ LOSSES: dict[str, LossInfo] = {
             _triplet_inputs,
             data=("anchor", "positive", "negative"),
             empty_inputs=_empty_triplets,
+        ),
+        declared(
+            "hinge_embedding_loss",
+            "margin",
+            "torch",
+            "torch.nn.functional.hinge_embedding_loss",
+            Elementwise(
+                kernel=("margin", "HINGE_EMBEDDING"),
+                title="Hinge embedding loss",
+                formula=r"""
+                    \ell_i = \begin{cases} x_i & y_i = 1 \\
+                             \max(0, \Delta - x_i) & y_i = -1 \end{cases}, \qquad
+                    \frac{\partial \ell_i}{\partial x_i} = \begin{cases} 1 & y_i = 1 \\
+                             -[x_i \le \Delta] & y_i = -1 \end{cases}
+                """,
+                notes=r"""
+                    :math:`\Delta` is ``margin``; ``x`` is typically a distance between two
+                    inputs, ``y`` says whether they are similar (1) or not (-1). As in torch,
+                    a target that is neither 1 nor -1 (NaN included) takes both terms,
+                    :math:`x_i + \max(0, \Delta - x_i)`, and ``target`` broadcasts against
+                    ``input`` without a warning. The gradient at the kink
+                    :math:`x_i = \Delta` is torch's ``clamp_min`` one, -1, and 0 where
+                    :math:`\Delta - x_i` is NaN. The loss is piecewise linear; its second
+                    derivative is 1 everywhere, scikit-learn's ``AbsoluteError`` convention
+                    (the exact one is 0 almost everywhere).
+                """,
+                options=(Option("margin", 1.0, r"The margin :math:`\Delta` (any real)."),),
+                example=(
+                    "float(fastloss.hinge_embedding_loss([0.8, -0.9, 0.7, -0.6], "
+                    "[1.0, -1.0, 1.0, -1.0]))",
+                    "1.25",
+                ),
+            ),
+            domains=("real", "sign"),
+            sample=Sample(_scaled_normal(2.0), _signs_and_others),
+            variants=(
+                Variant("default"),
+                Variant("margin0.5", {"margin": 0.5}),
+                Variant("margin2", {"margin": 2.0}),
+                Variant("margin0", {"margin": 0.0}),
+                Variant("margin-neg", {"margin": -0.75}),
+            ),
+        ),
+        declared(
+            "soft_margin_loss",
+            "margin",
+            "torch",
+            "torch.nn.functional.soft_margin_loss",
+            Elementwise(
+                kernel=("margin", "SOFT_MARGIN"),
+                target_fits_input=True,
+                title="Soft margin loss (two-class logistic loss on targets 1 and -1)",
+                formula=r"""
+                    \ell_i = \log(1 + e^{-y_i x_i}), \qquad
+                    \frac{\partial \ell_i}{\partial x_i} = -y_i \sigma(-y_i x_i)
+                """,
+                notes=r"""
+                    :math:`\sigma` is the sigmoid. Computed as
+                    :math:`\log(1 + e^{-|z|}) + \max(-z, 0)`, :math:`z = y_i x_i`, which is
+                    finite for every finite input: where torch's ``log1p(exp(-z))`` overflows
+                    (:math:`-z > 88.7` in float32, 709.8 in float64; torch then gives inf and
+                    a NaN gradient) fastloss gives :math:`-z` and :math:`-y_i`. Any real
+                    target is accepted, as in torch; it broadcasts to the shape of
+                    ``input`` without a warning, and a target of a larger broadcast shape
+                    raises ``ValueError`` (torch refuses it too). The second derivative is
+                    :math:`y_i^2 \sigma(z) \sigma(-z)` (scikit-learn's ``HalfBinomialLoss``
+                    in :math:`z`), without cancellation for large :math:`|z|`.
+                """,
+                example=(
+                    "round(float(fastloss.soft_margin_loss([2.0, -1.0], [1.0, 1.0])), 6)",
+                    "0.720095",
+                ),
+            ),
+            domains=("real", "sign"),
+            sample=Sample(_scaled_normal(2.0), _signs_and_others),
+            variants=DEFAULT,
         ),
     ]
 }

@@ -1,10 +1,15 @@
 """Shared helpers of the test suite: the reference of every loss, inputs, comparisons.
 
-``REFERENCES`` maps each public loss to the real library that defines its semantics (numbagg's
-``test/conftest.py`` keeps such a map): ``torch.nn.functional`` for the torch-dialect losses,
-Keras 3 on its torch backend for the Keras-semantics ones. ``run_reference`` evaluates it with
-torch autograd, so values and gradients come from the library itself, never from a
-re-implementation here. One parametrised suite (``test_regression.py``) runs every entry.
+``TABLE`` maps every elementwise loss of the registry (``fastloss/registry.py``) to the real
+library that defines its semantics (numbagg's ``test/conftest.py`` keeps such a map):
+``torch.nn.functional`` for the torch-dialect losses, Keras 3 on its torch backend for the
+Keras-semantics ones. It is read from the registry rows (their ``reference``, ``sample``,
+``variants`` and ``grads``), so a registered loss is in it without an edit here.
+``run_reference`` evaluates a reference with torch autograd, so values and gradients come from
+the library itself, never from a re-implementation here. ``REFERENCES``, the regression
+family's part, is the table of ``test_regression.py`` (and of ``test_properties.py`` and the
+CUDA simulator's public-function test); ``test_elementwise.py`` runs the same differential
+checks on every other family's.
 """
 
 from __future__ import annotations
@@ -14,13 +19,15 @@ import math
 import os
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import pytest
 
 # Keras 3 picks its backend at import: the references run on torch, which gives autograd.
 os.environ["KERAS_BACKEND"] = "torch"
+
+from fastloss import registry  # noqa: E402
 
 FLOATS = (np.float32, np.float64)
 REDUCTIONS = ("mean", "sum", "none")
@@ -46,53 +53,13 @@ def keras():
 
 # --- inputs ----------------------------------------------------------------------------------
 
-
-def _normal(rng, shape):
-    return rng.standard_normal(shape)
+# One set of options of a loss and how to build its inputs (the registry's variants).
+Option = registry.Variant
+_var_shape = registry.var_shape
 
 
 def _positive(rng, shape, low=0.05, high=3.0):
     return rng.uniform(low, high, shape)
-
-
-def _counts(rng, shape):
-    return rng.poisson(2.0, shape).astype(np.float64)
-
-
-def _var_shape(shape: tuple[int, ...], mode: str) -> tuple[int, ...] | None:
-    """The shape of ``var`` for gaussian_nll_loss's ``mode`` on an input of ``shape``."""
-    if mode == "same":
-        return shape
-    if mode == "short":  # one dimension short: torch unsqueezes it
-        return shape[:-1] if shape else None
-    if mode == "dim1":  # one dimension of size 1 (homoscedastic)
-        if not shape:
-            return None
-        dims = [i for i, s in enumerate(shape) if s != 1]
-        if not dims:
-            return None
-        changed = list(shape)
-        changed[dims[-1]] = 1
-        return tuple(changed)
-    raise ValueError(mode)
-
-
-@dataclass(frozen=True)
-class Option:
-    """One set of keyword arguments of a loss, plus how to build its inputs.
-
-    ``kwargs`` go to fastloss and to the reference alike; ``weight`` asks for a per-element
-    weight array; ``var`` is gaussian_nll_loss's variance layout (``"same"``, ``"short"``,
-    ``"dim1"``, or ``"float"`` for a Python float).
-    """
-
-    id: str
-    kwargs: dict = field(default_factory=dict)
-    weight: bool = False
-    var: str | None = None
-
-    def applies(self, shape: tuple[int, ...]) -> bool:
-        return self.var in (None, "float") or _var_shape(shape, self.var) is not None
 
 
 @dataclass(frozen=True)
@@ -100,10 +67,10 @@ class Reference:
     """A loss under test: the fastloss function, its reference, its inputs and options."""
 
     name: str
+    family: str
     dialect: str  # "torch" or "keras"
     reference: Callable  # (tensors, reduction, kwargs, dtype) -> torch loss tensor
-    make_input: Callable  # (rng, shape, kwargs) -> float64 array
-    make_target: Callable
+    sample: Callable  # (rng, shape, kwargs) -> {"input": ..., "target": ...} float64
     options: tuple[Option, ...] = (Option("default"),)
     grads: tuple[str, ...] = ("input",)
 
@@ -147,135 +114,54 @@ def _rmse_reference(tensors, reduction, kwargs, dtype):
     return torch().sqrt(mse)
 
 
-def _poisson_input(rng, shape, kwargs):
-    if kwargs.get("log_input", True):
-        return _normal(rng, shape)
-    return _positive(rng, shape)
+# References that are no differentiable function of (input, target, options), by name.
+SPECIAL_REFERENCES = {"keras.metrics.RootMeanSquaredError": _rmse_reference}
 
 
-def _msle_input(rng, shape, kwargs):
-    # Mostly positive, some negative: Keras clamps y_pred at epsilon (zero gradient there).
-    return rng.uniform(-0.5, 3.0, shape)
+def reference_call(reference: str) -> Callable:
+    """The autograd reference of a registry row's ``reference``: a ``torch.nn.functional``
+    function, a ``keras.losses`` class, or one of :data:`SPECIAL_REFERENCES`."""
+    if reference in SPECIAL_REFERENCES:
+        return SPECIAL_REFERENCES[reference]
+    module, _, name = reference.rpartition(".")
+    if module == "torch.nn.functional":
+        return _torch_reference(name)
+    if module == "keras.losses":
+        return _keras_reference(name)
+    raise ValueError(f"no autograd reference for {reference!r}: add it to SPECIAL_REFERENCES")
 
 
-REFERENCES: dict[str, Reference] = {
-    ref.name: ref
-    for ref in [
-        Reference(
-            "mse_loss",
-            "torch",
-            _torch_reference("mse_loss"),
-            lambda rng, shape, kw: _normal(rng, shape),
-            lambda rng, shape, kw: _normal(rng, shape),
-            (Option("default"), Option("weight", weight=True)),
-        ),
-        Reference(
-            "l1_loss",
-            "torch",
-            _torch_reference("l1_loss"),
-            lambda rng, shape, kw: _normal(rng, shape),
-            lambda rng, shape, kw: _normal(rng, shape),
-            (Option("default"), Option("weight", weight=True)),
-        ),
-        Reference(
-            "huber_loss",
-            "torch",
-            _torch_reference("huber_loss"),
-            lambda rng, shape, kw: 2 * _normal(rng, shape),
-            lambda rng, shape, kw: _normal(rng, shape),
-            (
-                Option("default"),
-                Option("delta0.5", {"delta": 0.5}),
-                Option("delta2.5", {"delta": 2.5}),
-                Option("weight-delta0.75", {"delta": 0.75}, weight=True),
-            ),
-        ),
-        Reference(
-            "smooth_l1_loss",
-            "torch",
-            _torch_reference("smooth_l1_loss"),
-            lambda rng, shape, kw: 2 * _normal(rng, shape),
-            lambda rng, shape, kw: _normal(rng, shape),
-            (
-                Option("default"),
-                Option("beta0.5", {"beta": 0.5}),
-                Option("beta2", {"beta": 2.0}),
-                Option("beta0", {"beta": 0.0}),
-            ),
-        ),
-        Reference(
-            "poisson_nll_loss",
-            "torch",
-            _torch_reference("poisson_nll_loss"),
-            _poisson_input,
-            lambda rng, shape, kw: _counts(rng, shape),
-            (
-                Option("default"),
-                Option("full", {"full": True}),
-                Option("rate", {"log_input": False}),
-                Option("rate-full", {"log_input": False, "full": True}),
-                Option("rate-eps", {"log_input": False, "eps": 1e-3}),
-            ),
-        ),
-        Reference(
-            "gaussian_nll_loss",
-            "torch",
-            _torch_reference("gaussian_nll_loss"),
-            lambda rng, shape, kw: _normal(rng, shape),
-            lambda rng, shape, kw: _normal(rng, shape),
-            (
-                Option("var", var="same"),
-                Option("var-short", var="short"),
-                Option("var-dim1", var="dim1"),
-                Option("var-float", var="float"),
-                Option("full", {"full": True}, var="same"),
-                Option("eps", {"eps": 0.05}, var="same"),
-                Option("full-dim1", {"full": True}, var="dim1"),
-            ),
-            grads=("input", "var"),
-        ),
-        Reference(
-            "rmse_loss",
-            "keras",
-            _rmse_reference,
-            lambda rng, shape, kw: _normal(rng, shape),
-            lambda rng, shape, kw: _normal(rng, shape),
-        ),
-        Reference(
-            "log_cosh_loss",
-            "keras",
-            _keras_reference("LogCosh"),
-            lambda rng, shape, kw: 3 * _normal(rng, shape),
-            lambda rng, shape, kw: _normal(rng, shape),
-        ),
-        Reference(
-            "msle_loss",
-            "keras",
-            _keras_reference("MeanSquaredLogarithmicError"),
-            _msle_input,
-            lambda rng, shape, kw: _positive(rng, shape, 0.0, 5.0),
-        ),
-        Reference(
-            "mape_loss",
-            "keras",
-            _keras_reference("MeanAbsolutePercentageError"),
-            lambda rng, shape, kw: _normal(rng, shape),
-            lambda rng, shape, kw: _normal(rng, shape),
-        ),
-    ]
+TABLE: dict[str, Reference] = {
+    name: Reference(
+        name,
+        info.family,
+        info.dialect,
+        reference_call(info.reference),
+        info.sample,
+        info.variants,
+        info.grads,
+    )
+    for name, info in registry.LOSSES.items()
+    if info.variants
 }
+
+# The families with a suite of their own over this table's rows (the others: test_elementwise).
+FAMILY_SUITES = {"regression": "test_regression.py"}
+REFERENCES: dict[str, Reference] = {n: r for n, r in TABLE.items() if r.family == "regression"}
+OTHER_REFERENCES = [n for n, r in TABLE.items() if r.family not in FAMILY_SUITES]
 
 TORCH_LOSSES = [n for n, r in REFERENCES.items() if r.dialect == "torch"]
 KERAS_LOSSES = [n for n, r in REFERENCES.items() if r.dialect == "keras"]
 
 
 def loss_options(names=None):
-    """``(name, option)`` pairs for pytest.mark.parametrize, with readable ids."""
+    """``(name, option)`` pairs for pytest.mark.parametrize, with readable ids (the losses of
+    ``REFERENCES`` by default)."""
     names = list(REFERENCES) if names is None else names
     return [
         pytest.param(name, option, id=f"{name}-{option.id}")
         for name in names
-        for option in REFERENCES[name].options
+        for option in TABLE[name].options
     ]
 
 
@@ -287,12 +173,12 @@ def make_case(
     ``arrays`` holds ``input``, ``target`` and, where the loss has them, ``var``; ``kwargs``
     holds the options, with ``weight`` as an array when the option asks for one.
     """
-    ref = REFERENCES[name]
+    ref = TABLE[name]
     rng = np.random.default_rng(seed)
     kwargs = dict(option.kwargs)
     arrays = {
-        "input": np.asarray(ref.make_input(rng, shape, kwargs)).astype(dtype),
-        "target": np.asarray(ref.make_target(rng, shape, kwargs)).astype(dtype),
+        key: np.asarray(value).astype(dtype)
+        for key, value in ref.sample(rng, shape, kwargs).items()
     }
     if option.var == "float":
         arrays["var"] = 0.7
@@ -345,7 +231,7 @@ def run_reference(
     For ``reduction="none"`` the gradients are those of the sum of the losses; ``grad=False``
     skips them (``grads`` is then empty).
     """
-    ref = REFERENCES[name]
+    ref = TABLE[name]
     dtype = compute_dtype(np.asarray(arrays["input"]).dtype)
     tensors = {
         key: _tensor(value, dtype, requires_grad=grad and key in ref.grads)
@@ -378,7 +264,7 @@ def run_reference(
 
 def run_fastloss(name: str, arrays: dict, kwargs: dict, reduction: str, **extra) -> Result:
     """fastloss's fused loss and gradients, as a :class:`Result`."""
-    ref = REFERENCES[name]
+    ref = TABLE[name]
     loss, grad = ref.function(**arrays, **kwargs, reduction=reduction, return_grad=True, **extra)
     grads = grad if isinstance(grad, tuple) else (grad,)
     assert len(grads) == len(ref.grads)
@@ -507,10 +393,10 @@ def check_against_reference(
     # gradients come back in the input's floating dtype, native byte order
     grad_dtype = input_dtype.newbyteorder("=") if input_dtype.kind == "f" else dtype
     compare.setdefault("grad_dtype", grad_dtype)
-    if REFERENCES[name].dialect == "keras":
+    if TABLE[name].dialect == "keras":
         compare.setdefault("tol_dtype", np.float32)
     assert_matches(result, expected, arrays, reduction, dtype=dtype, terms=terms, **compare)
-    alone = REFERENCES[name].function(**arrays, **kwargs, reduction=reduction)
+    alone = TABLE[name].function(**arrays, **kwargs, reduction=reduction)
     atol = value_atol(terms, arrays, reduction, dtype) / 2
     assert_close(alone, result.loss, rtol=8 * eps(dtype), atol=atol, what="loss without grad")
     return result

@@ -1,0 +1,271 @@
+"""Public functions declared by a registry row instead of written by hand.
+
+An elementwise loss whose public function only resolves scalar options and runs its kernel is
+declared in its :data:`fastloss.registry.LOSSES` row as an :class:`Elementwise`: the kernel
+(an ``ElementwiseSpec`` of ``fastloss.kernels.<family>``), its options, and the pieces of its
+docstring. :func:`build` turns that into a real Python function with torch's signature
+(``input, target``, the options, ``size_average, reduce, reduction`` where torch has them,
+keyword-only ``return_grad, return_hess, out``), type hints and a numpydoc docstring with the
+formula, the gradient and an example; the function runs through the same intake and plan as
+the handwritten ones (:func:`fastloss.regression._loss`), on the CPU and on CUDA devices.
+
+Why generated source (``exec`` of a ``def``) rather than a wrapper with ``*args, **kwargs``:
+the function binds its arguments as fast as a handwritten one (a call on 3 elements is a few
+microseconds), :func:`inspect.signature`, ``help`` and IDEs see the real parameters, defaults
+and annotations, and its doctest runs (its globals are this module's). Nothing compiles and
+Numba is not imported until the first call.
+"""
+
+from __future__ import annotations
+
+import keyword
+import linecache
+import textwrap
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+# legacy_reduction: called by the generated functions, whose globals are this module's
+from fastloss._intake import check_option, legacy_reduction  # noqa: F401
+from fastloss.regression import _loss
+
+ArrayLike = Any
+
+# The names the generated signature and body use cannot name an option.
+_RESERVED = {"input", "target", "size_average", "reduce", "reduction", "return_grad"}
+_RESERVED |= {"return_hess", "out", "legacy_reduction", "_run", "_declaration"}
+
+
+@dataclass(frozen=True)
+class Option:
+    """One scalar option of a declared loss.
+
+    ``kind="real"`` is a runtime parameter of the kernel (passed in the compute dtype: a sweep
+    over its values compiles once), ``kind="bool"`` a compile-time flag (each value its own
+    kernel). They map, in declaration order, onto the spec's ``params`` and ``flags``.
+    ``limits`` are :func:`~fastloss._intake.check_option`'s bounds (``low``, ``strict``,
+    ``finite``) for a real option.
+    """
+
+    name: str
+    default: float | bool
+    doc: str
+    kind: str = "real"
+    limits: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def annotation(self) -> str:
+        return "bool" if self.kind == "bool" else "float"
+
+
+@dataclass(frozen=True)
+class Elementwise:
+    """The declaration of an elementwise loss's public function.
+
+    Parameters
+    ----------
+    kernel
+        ``(family, name)``: the ``ElementwiseSpec`` ``fastloss.kernels.<family>.<name>``.
+    title
+        The docstring's first words (``"Hinge embedding loss"``); ``", as <reference>."``
+        follows.
+    formula
+        reST math: the element loss and its derivative with respect to the input.
+    notes
+        The paragraphs after the formula: semantics, kinks, the second derivative.
+    example
+        ``(expression, printed)``: a doctest, after ``import fastloss``.
+    options
+        The scalar options, in torch's order (after ``input, target``).
+    legacy
+        torch's deprecated ``size_average, reduce`` come before ``reduction``.
+    warn_shape
+        torch's warning when the target's size differs from the input's (``mse_loss``'s);
+        without it targets broadcast silently.
+    target_fits_input
+        The target must broadcast to the input's shape, not beyond it (torch's
+        ``soft_margin_loss`` writes its result in the input's shape and refuses a larger
+        target); a ``ValueError`` otherwise.
+    """
+
+    kernel: tuple[str, str]
+    title: str
+    formula: str
+    notes: str
+    example: tuple[str, str]
+    options: tuple[Option, ...] = ()
+    legacy: bool = True
+    warn_shape: bool = False
+    target_fits_input: bool = False
+
+    def parameters(self) -> list[str]:
+        """The signature's parameters, as source."""
+        names = [f"{o.name}: {o.annotation} = {o.default!r}" for o in self.options]
+        if self.legacy:
+            names += ["size_average: bool | None = None", "reduce: bool | None = None"]
+        names += ['reduction: str = "mean"', "*", "return_grad: bool = False"]
+        return ["input: ArrayLike", "target: ArrayLike", *names]
+
+    def resolve(self, values: tuple) -> tuple[tuple[float, ...], tuple[bool, ...]]:
+        """The options' values checked and split into the kernel's ``(params, flags)``."""
+        params, flags = [], []
+        for option, value in zip(self.options, values, strict=True):
+            if option.kind == "bool":
+                flags.append(check_option(value, option.name, "bool"))
+            else:
+                params.append(check_option(value, option.name, **option.limits))
+        return tuple(params), tuple(flags)
+
+
+def _run(declaration: Elementwise, arrays, values, reduction, return_grad, return_hess, out):
+    """The body of every declared function: options resolved, then the elementwise plan."""
+    params, flags = declaration.resolve(values)
+    if declaration.target_fits_input:
+        _check_fits(arrays["input"], arrays["target"])
+    return _loss(
+        declaration.kernel,
+        arrays,
+        reduction=reduction,
+        params=params,
+        flags=flags,
+        warn_shape=declaration.warn_shape,
+        return_grad=return_grad,
+        return_hess=return_hess,
+        out=out,
+    )
+
+
+def _check_fits(input: object, target: object) -> None:
+    """``target`` broadcasts to the shape of ``input`` (device arrays too: shapes only)."""
+    x_shape, t_shape = np.shape(input), np.shape(target)
+    try:
+        fits = np.broadcast_shapes(x_shape, t_shape) == x_shape
+    except ValueError:
+        return  # no broadcast at all: the intake names both shapes
+    if not fits:
+        raise ValueError(
+            f"target: expected a shape that broadcasts to the shape of input {x_shape}, "
+            f"got {t_shape}"
+        )
+
+
+def source(name: str, declaration: Elementwise) -> str:
+    """The source of the declared function ``name`` (inside a factory taking the
+    declaration)."""
+    for option in declaration.options:
+        if (
+            option.name in _RESERVED
+            or not option.name.isidentifier()
+            or keyword.iskeyword(option.name)
+        ):
+            raise ValueError(f"{name}: option name {option.name!r} is reserved or invalid")
+        if option.kind not in ("real", "bool"):
+            raise ValueError(f"{name}: option kind {option.kind!r}, expected 'real' or 'bool'")
+    parameters = declaration.parameters()
+    parameters += [
+        "return_hess: bool = False",
+        "out: np.ndarray | None = None",
+    ]
+    signature = ",\n".join(f"        {p}" for p in parameters)
+    values = "".join(f"{o.name}, " for o in declaration.options)
+    reduction = (
+        "legacy_reduction(size_average, reduce, reduction)" if declaration.legacy else "reduction"
+    )
+    return "\n".join(
+        [
+            "from __future__ import annotations",
+            "",
+            "",
+            "def _factory(_declaration):",
+            f"    def {name}(",
+            f"{signature},",
+            "    ):",
+            # legacy_reduction warns with stacklevel=3: called here, it names the caller's line
+            f"        reduction = {reduction}",
+            "        return _run(",
+            "            _declaration,",
+            '            {"input": input, "target": target},',
+            f"            ({values}),",
+            "            reduction,",
+            "            return_grad,",
+            "            return_hess,",
+            "            out,",
+            "        )",
+            "",
+            f"    return {name}",
+            "",
+        ]
+    )
+
+
+def docstring(name: str, reference: str, declaration: Elementwise) -> str:
+    """The numpydoc docstring of the declared function."""
+    lines = [
+        f"{declaration.title}, as ``{reference}``.",
+        "",
+        ".. math::",
+        textwrap.indent(textwrap.dedent(declaration.formula).strip(), "    "),
+        "",
+        textwrap.dedent(declaration.notes).strip(),
+        "",
+        "Parameters",
+        "----------",
+        "input, target : array_like",
+        "    Inputs and targets; NumPy, DLPack (torch CPU tensors, no copy) or CuPy arrays.",
+    ]
+    for option in declaration.options:
+        lines += [f"{option.name} : {option.annotation}", f"    {option.doc}"]
+    if declaration.legacy:
+        lines += [
+            "size_average, reduce : bool, optional",
+            "    torch's deprecated reduction flags; they override ``reduction`` when given.",
+        ]
+    lines += [
+        'reduction : {"mean", "sum", "none"}',
+        '    ``"mean"`` divides the sum of the element losses by their count, ``"sum"`` sums',
+        '    them, ``"none"`` returns them.',
+        "return_grad : bool",
+        "    Also return the gradient with respect to ``input``.",
+        "return_hess : bool",
+        "    Also return the second derivative with respect to ``input``, element by element",
+        '    (implies ``return_grad``; see :doc:`losses`, "Second derivatives").',
+        "out : ndarray, optional",
+        "    Receives the gradient (``input`` itself is allowed).",
+        "",
+        "Returns",
+        "-------",
+        "loss : scalar or ndarray",
+        "    A NumPy scalar of the compute dtype (a 0-d CuPy array on the GPU), or an array for",
+        '    ``reduction="none"``.',
+        "grad : ndarray",
+        "    With ``return_grad=True``: the gradient of the loss (of the sum of the losses for",
+        '    ``"none"``) with respect to ``input``, in its shape and floating dtype.',
+        "hess : ndarray",
+        "    With ``return_hess=True`` (then ``(loss, grad, hess)``): the second derivative,",
+        "    element by element, in the gradient's shape and dtype.",
+        "",
+        "Examples",
+        "--------",
+        ">>> import fastloss",
+        f">>> {declaration.example[0]}",
+        declaration.example[1],
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def build(name: str, reference: str, declaration: Elementwise):
+    """The public function ``name`` declared by ``declaration`` (its home is this module)."""
+    text = source(name, declaration)
+    filename = f"<fastloss.declared {name}>"
+    # tracebacks and inspect.getsource show the generated lines
+    linecache.cache[filename] = (len(text), None, text.splitlines(True), filename)
+    namespace: dict = {}
+    exec(compile(text, filename, "exec"), globals(), namespace)
+    function = namespace["_factory"](declaration)
+    function.__doc__ = docstring(name, reference, declaration)
+    function.__qualname__ = name
+    globals()[name] = function  # its home: fastloss.declared.<name> (doctest finds it there)
+    return function
