@@ -2,7 +2,8 @@
 
 ``python -m fastloss`` generates 10 million float32 predictions and targets, computes every
 loss and its gradient in one fused pass, and prints value, time and throughput next to torch's
-forward+backward when torch is installed.
+forward+backward when torch is installed. The losses, their inputs (``make_inputs``), options
+(``job``) and torch counterparts (``reference``) are read from the registry.
 """
 
 from __future__ import annotations
@@ -16,41 +17,84 @@ import numpy as np
 from fastloss.registry import LOSSES
 
 
-def _torch_reference(name: str):
-    """torch's forward+backward for ``name`` (Keras-dialect losses as torch expressions)."""
-    try:
-        import torch
-        import torch.nn.functional as F
-    except ImportError:
-        return None
-    expressions = {
+# torch expressions of the losses torch has no function for (the Keras-semantics ones, the
+# multi-class focal loss) and of torchvision's sigmoid focal loss (torchvision not needed), each
+# computing the value the loss's default-job options give; tensors in the order of ``data``.
+def _expressions(torch, F) -> dict:
+    def sigmoid_focal(x, t):
+        ce = F.binary_cross_entropy_with_logits(x, t, reduction="none")
+        p = torch.sigmoid(x)
+        return torch.mean(0.25 * t * (1 - p) ** 2 * ce + 0.75 * (1 - t) * p**2 * ce)
+
+    def focal(x, t):
+        ce = F.cross_entropy(x, t, reduction="none")
+        return torch.mean((1 - torch.exp(-ce)) ** 2 * ce)
+
+    def msle(x, t):
+        r = torch.log(torch.clamp(x, min=1e-7) + 1) - torch.log(torch.clamp(t, min=1e-7) + 1)
+        return torch.mean(r * r)
+
+    return {
         "rmse_loss": lambda x, t: torch.sqrt(F.mse_loss(x, t)),
+        # Keras's LogCosh form: d + softplus(-2 d) - log 2 (no overflow)
         "log_cosh_loss": lambda x, t: torch.mean(
             (x - t) + F.softplus(-2.0 * (x - t)) - np.log(2.0)
         ),
-        "msle_loss": lambda x, t: torch.mean(
-            (torch.log(torch.clamp(x, min=1e-7) + 1) - torch.log(torch.clamp(t, min=1e-7) + 1)) ** 2
-        ),
+        "msle_loss": msle,
         "mape_loss": lambda x, t: (
             100 * torch.mean(torch.abs((t - x) / torch.clamp(torch.abs(t), min=1e-7)))
         ),
-        "sigmoid_focal_loss": lambda x, t: torch.mean(
-            0.25
-            * t
-            * (1 - torch.sigmoid(x)) ** 2
-            * F.binary_cross_entropy_with_logits(x, t, reduction="none")
-            + 0.75
-            * (1 - t)
-            * torch.sigmoid(x) ** 2
-            * F.binary_cross_entropy_with_logits(x, t, reduction="none")
-        ),
-        "kl_div": lambda x, t: F.kl_div(x, t, reduction="batchmean"),
-        "focal_loss": lambda x, t: torch.mean(
-            (1 - torch.exp(-F.cross_entropy(x, t, reduction="none"))) ** 2
-            * F.cross_entropy(x, t, reduction="none")
-        ),
+        "sigmoid_focal_loss": sigmoid_focal,
+        "focal_loss": focal,
     }
-    loss = expressions.get(name) or getattr(F, name, None)
+
+
+EXPRESSIONS = {
+    "rmse_loss",
+    "log_cosh_loss",
+    "msle_loss",
+    "mape_loss",
+    "sigmoid_focal_loss",
+    "focal_loss",
+}
+TORCH_FUNCTIONS = "torch.nn.functional."
+
+
+def torch_function(name: str):
+    """torch's forward of the registered loss ``name`` on tensors (its data arrays in order),
+    with the default job's options: the registry's ``torch.nn.functional`` reference, or a
+    torch expression of the loss; ``None`` where torch has neither. torch is imported on the
+    first call, not here."""
+    info = LOSSES[name]
+    if name in EXPRESSIONS:
+
+        def expression(*tensors):
+            import torch
+            import torch.nn.functional as F
+
+            return _expressions(torch, F)[name](*tensors)
+
+        return expression
+    if info.reference.startswith(TORCH_FUNCTIONS) and info.dialect == "torch":
+        function = info.reference[len(TORCH_FUNCTIONS) :]
+
+        def call(*tensors):
+            import torch.nn.functional as F
+
+            return getattr(F, function)(*tensors, **info.job)
+
+        return call
+    return None
+
+
+def _torch_reference(name: str):
+    """torch's forward+backward for ``name``: ``run(inputs) -> (value, seconds)``, or None
+    without torch or a torch counterpart."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    loss = torch_function(name)
 
     def run(inputs: dict) -> tuple[float, float]:
         tensors = [torch.from_numpy(v) for v in inputs.values()]
@@ -63,9 +107,9 @@ def _torch_reference(name: str):
     return run if loss is not None else None
 
 
-# Options of the default job where a loss's own default does not reduce to one number as torch's
-# reference does (torchvision's focal loss defaults to "none"; torch warns on kl_div's "mean").
-OPTIONS = {"sigmoid_focal_loss": {"reduction": "mean"}, "kl_div": {"reduction": "batchmean"}}
+# Options of the default job where a loss's own default does not reduce to one number as its
+# reference does (the registry rows' ``job``).
+OPTIONS = {name: dict(info.job) for name, info in LOSSES.items() if info.job}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -92,9 +136,10 @@ def main(argv: list[str] | None = None) -> int:
             start = time.perf_counter()
             value, _ = info.function(
                 **inputs,
-                **OPTIONS.get(name, {}),
+                **info.job,
                 return_grad=True,
-                out=grad if name != "gaussian_nll_loss" else (grad, None),
+                # the first gradient into ``grad``, the others (gaussian's var) allocated
+                out=grad if len(info.grads) == 1 else (grad,) + (None,) * (len(info.grads) - 1),
             )
             times.append(time.perf_counter() - start)
         elapsed = float(np.median(times[1:]))

@@ -1,7 +1,9 @@
-"""Regression losses: fastloss against torch and NumPy, forward and forward+backward.
+"""Elementwise losses: fastloss against torch and NumPy, forward and forward+backward.
 
-Parameters: loss (every entry of ``common.LOSSES``), size, dtype and implementation; a
-missing baseline raises ``NotImplementedError`` in ``setup`` (asv shows it as skipped).
+Parameters: loss (every entry of ``common.LOSSES``: the registered losses whose rows name the
+domains of their data arrays, the regression and margin families), size, dtype and
+implementation; a missing baseline raises ``NotImplementedError`` in ``setup`` (asv shows it as
+skipped).
 Sizes come from ``FASTLOSS_BENCH_SIZES`` and a subset of the losses from
 ``FASTLOSS_BENCH_LOSSES`` (comma-separated) when set, for quick runs::
 
@@ -81,6 +83,8 @@ class Regression(_Inputs):
         case = common.BY_NAME[loss]
         if impl == "numpy" and case.numpy_forward_backward is None:
             raise NotImplementedError(f"no NumPy baseline for {loss}")
+        if impl == "torch" and case.torch is None:
+            raise NotImplementedError(f"no torch baseline for {loss}")
         _prepare_threads(impl)
         keys = set(case.arrays) | {"a", "b"}  # a and b: the triad's operands
         arrays = self.load(paths, size, dtype, keys)
@@ -173,6 +177,7 @@ class SmallCall:
             "b": np.array([1.0, 1.0, 1.5]),
             "u": np.array([0.7, 1.0, 2.5]),
             "c": np.array([0.0, 1.0, 3.0]),
+            "s": np.array([1.0, -1.0, 1.0]),
         }
         self.forward = common.prepare(case, impl, "forward", arrays).run
         self.forward()

@@ -1,9 +1,12 @@
 """The benchmark cases, in one place: inputs, the fastloss call and its baselines.
 
-Used by the asv suite (``bench_regression.py``) and by ``asv_bench/compare.py``. Every loss is
-one :class:`Loss` entry of :data:`LOSSES`; each knows its fastloss call, its torch
-forward(+backward) and, where a plain NumPy version is worth comparing, its NumPy
-forward(+backward). :func:`prepare` turns a (loss, implementation, mode) into a
+Used by the asv suite (``bench_regression.py``) and by ``asv_bench/compare.py``. The losses are
+read from the registry (``fastloss/registry.py``): every row that names the domains of its data
+arrays is one :class:`Loss` of :data:`LOSSES`, its arrays the shared base arrays of those
+domains, its torch forward(+backward) the registry's reference (``fastloss._demo``'s torch
+expression where torch has no function of that name) and, where a plain NumPy version is worth
+comparing, a NumPy forward(+backward) from :data:`NUMPY`. A new registered loss is benchmarked
+without an edit here. :func:`prepare` turns a (loss, implementation, mode) into a
 :class:`Runner`; a missing baseline raises ``NotImplementedError`` (asv reports it as skipped).
 
 Nothing here imports Numba or torch at import time.
@@ -24,16 +27,17 @@ import numpy as np
 
 IMPLEMENTATIONS = ("fastloss", "torch", "numpy")
 DTYPES = ("float32", "float64")
-# Keras's epsilon() as the msle/mape references use it.
-EPS = 1e-7
 
 
 # --- inputs ------------------------------------------------------------------------------------
-# Four base arrays per (size, dtype); every loss reads two or three of them.
-#   a, b : standard normal (predictions, targets, log-rates)
-#   u    : uniform in [0.5, 3)  (variances, positive predictions, targets away from zero)
-#   c    : integer counts 0..4   (Poisson targets)
-BASE_ARRAYS = ("a", "b", "u", "c")
+# Five base arrays per (size, dtype); every loss reads two or three of them, by the registry's
+# domains of its data arrays.
+#   a, b : standard normal ("real": predictions, targets, log-rates; a first, then b)
+#   u    : uniform in [0.5, 3) ("positive": variances, positive predictions, targets away from 0)
+#   c    : integer counts 0..4 ("count": Poisson targets)
+#   s    : 1 or -1, each with probability 1/2 ("sign": the margin losses' targets)
+BASE_ARRAYS = ("a", "b", "u", "c", "s")
+DOMAIN_ARRAYS = {"real": ("a", "b"), "positive": ("u",), "count": ("c",), "sign": ("s",)}
 
 
 def make_base_arrays(n: int, dtype: str, seed: int = 0, keys=BASE_ARRAYS) -> dict:
@@ -44,6 +48,10 @@ def make_base_arrays(n: int, dtype: str, seed: int = 0, keys=BASE_ARRAYS) -> dic
     for key in BASE_ARRAYS:
         if key in ("a", "b"):
             x = rng.standard_normal(n, dtype=dt)
+        elif key == "s":
+            x = rng.random(n, dtype=dt)
+            x -= dt(0.5)
+            np.copysign(dt(1.0), x, out=x)
         else:
             x = rng.random(n, dtype=dt)
             if key == "u":
@@ -58,18 +66,6 @@ def make_base_arrays(n: int, dtype: str, seed: int = 0, keys=BASE_ARRAYS) -> dic
 
 
 # --- the losses --------------------------------------------------------------------------------
-def _F():
-    import torch.nn.functional as F
-
-    return F
-
-
-def _torch():
-    import torch
-
-    return torch
-
-
 def _np_mse_fwd(p, t):
     return np.mean((p - t) ** 2)
 
@@ -130,21 +126,14 @@ def _np_poisson(p, t, log_input=True):
     return loss, grad
 
 
-def _torch_log_cosh(x, t):
-    # Keras's LogCosh form: d + softplus(-2 d) - log 2 (no overflow).
-    d = x - t
-    return _torch().mean(d + _F().softplus(-2.0 * d) - math.log(2.0))
-
-
-def _torch_msle(x, t):
-    torch = _torch()
-    r = torch.log(torch.clamp(x, min=EPS) + 1.0) - torch.log(torch.clamp(t, min=EPS) + 1.0)
-    return torch.mean(r * r)
-
-
-def _torch_mape(x, t):
-    torch = _torch()
-    return 100.0 * torch.mean(torch.abs((t - x) / torch.clamp(torch.abs(t), min=EPS)))
+# The NumPy baselines worth comparing: (forward, forward+backward) by loss.
+NUMPY = {
+    "mse_loss": (_np_mse_fwd, _np_mse),
+    "l1_loss": (_np_l1_fwd, _np_l1),
+    "huber_loss": (_np_huber_fwd, _np_huber),
+    "poisson_nll_loss": (_np_poisson_fwd, _np_poisson),
+    "log_cosh_loss": (_np_log_cosh_fwd, _np_log_cosh),
+}
 
 
 @dataclass(frozen=True, eq=False)
@@ -152,63 +141,71 @@ class Loss:
     """One benchmarked loss.
 
     ``arrays`` names the base arrays passed positionally (input, target[, var]); ``grads`` the
-    positions whose gradients the backward writes; ``kwargs`` go to every implementation.
-    ``torch`` maps tensors to the loss tensor; ``numpy_forward`` and ``numpy_forward_backward``
-    (returning ``(loss, grad)``) are ``None`` where there is no NumPy baseline.
+    positions whose gradients the backward writes; ``kwargs`` go to fastloss (and are bound
+    into ``torch``). ``torch`` maps tensors to the loss tensor, ``None`` where torch has no
+    counterpart; ``numpy_forward`` and ``numpy_forward_backward`` (returning ``(loss, grad)``)
+    are ``None`` where there is no NumPy baseline.
     """
 
     name: str
     arrays: tuple[str, ...]
-    torch: Callable
+    torch: Callable | None
     numpy_forward: Callable | None = None
     numpy_forward_backward: Callable | None = None
     grads: tuple[int, ...] = (0,)
     kwargs: dict = field(default_factory=dict)
-    targets: str = ""
 
     def bytes_per_element(self) -> int:
         """Arrays read plus gradients written: the minimum traffic of a fused pass."""
         return len(self.arrays) + len(self.grads)
 
 
-LOSSES: tuple[Loss, ...] = (
-    Loss("mse_loss", ("a", "b"), lambda x, t: _F().mse_loss(x, t), _np_mse_fwd, _np_mse),
-    Loss("l1_loss", ("a", "b"), lambda x, t: _F().l1_loss(x, t), _np_l1_fwd, _np_l1),
-    Loss(
-        "huber_loss",
-        ("a", "b"),
-        lambda x, t, delta: _F().huber_loss(x, t, delta=delta),
-        _np_huber_fwd,
-        _np_huber,
-        kwargs={"delta": 1.0},
-    ),
-    Loss(
-        "smooth_l1_loss",
-        ("a", "b"),
-        lambda x, t, beta: _F().smooth_l1_loss(x, t, beta=beta),
-        kwargs={"beta": 1.0},
-    ),
-    Loss(
-        "poisson_nll_loss",
-        ("a", "c"),
-        lambda x, t, log_input: _F().poisson_nll_loss(x, t, log_input=log_input),
-        _np_poisson_fwd,
-        _np_poisson,
-        kwargs={"log_input": True},
-    ),
-    Loss(
-        "gaussian_nll_loss",
-        ("a", "b", "u"),
-        lambda x, t, v: _F().gaussian_nll_loss(x, t, v),
-        grads=(0, 2),
-    ),
-    Loss("rmse_loss", ("a", "b"), lambda x, t: _torch().sqrt(_F().mse_loss(x, t))),
-    Loss("log_cosh_loss", ("a", "b"), _torch_log_cosh, _np_log_cosh_fwd, _np_log_cosh),
-    Loss("msle_loss", ("u", "c"), _torch_msle),
-    Loss("mape_loss", ("a", "u"), _torch_mape),
-)
+def _base_arrays(name: str, domains: tuple[str, ...]) -> tuple[str, ...]:
+    """The base arrays of ``domains``, each domain's arrays taken in turn (input a, target b)."""
+    taken: dict[str, int] = {}
+    keys = []
+    for domain in domains:
+        if domain not in DOMAIN_ARRAYS:
+            raise ValueError(f"{name}: no base array for the domain {domain!r}")
+        choices = DOMAIN_ARRAYS[domain]
+        keys.append(choices[taken.get(domain, 0) % len(choices)])
+        taken[domain] = taken.get(domain, 0) + 1
+    return tuple(keys)
+
+
+def _registered() -> tuple[Loss, ...]:
+    from fastloss import _demo
+    from fastloss.registry import LOSSES as REGISTERED
+
+    losses = []
+    for name, info in REGISTERED.items():
+        if not info.domains:
+            continue
+        data = info.data[: len(info.domains)]
+        numpy_forward, numpy_forward_backward = NUMPY.get(name, (None, None))
+        losses.append(
+            Loss(
+                name,
+                _base_arrays(name, info.domains),
+                _demo.torch_function(name),
+                numpy_forward,
+                numpy_forward_backward,
+                grads=tuple(data.index(g) for g in info.grads),
+                kwargs=dict(info.job),
+            )
+        )
+    return tuple(losses)
+
+
+LOSSES: tuple[Loss, ...] = _registered()
 BY_NAME = {loss.name: loss for loss in LOSSES}
 LOSS_NAMES = tuple(BY_NAME)
+
+
+def _torch():
+    import torch
+
+    return torch
 
 
 # --- runners -----------------------------------------------------------------------------------
@@ -256,11 +253,12 @@ def prepare(loss: Loss, impl: str, mode: str, arrays: dict) -> Runner:
         out = outs[0] if len(outs) == 1 else outs
         return Runner(lambda: fn(*args, **kwargs, return_grad=True, out=out), label=label)
     if impl == "torch":
+        if loss.torch is None:
+            raise NotImplementedError(f"no torch baseline for {loss.name}")
         torch = _torch()
         tensors = [torch.from_numpy(a) for a in args]
-        values = list(kwargs.values())
         if mode == "forward":
-            return Runner(lambda: loss.torch(*tensors, *values), label=label)
+            return Runner(lambda: loss.torch(*tensors), label=label)
         leaves = [tensors[i].requires_grad_() for i in loss.grads]
 
         def reset():
@@ -268,7 +266,7 @@ def prepare(loss: Loss, impl: str, mode: str, arrays: dict) -> Runner:
                 leaf.grad = None
 
         def run():
-            value = loss.torch(*tensors, *values)
+            value = loss.torch(*tensors)
             value.backward()
             return value
 
