@@ -268,7 +268,7 @@ def test_seed_003_float64():
     assert_printed(fastloss.log_cosh_loss(p, t), "0.08773056")
 
 
-# --- 004_1edef83619617a31.txt: notes on MSE, RMSE, MAE, Huber, MSLE ---------------------------
+# --- 004_1edef83619617a31.txt: notes on MSE, RMSE, MAE, Huber, MSLE, hinge ---------------------
 # The notes print with f"{loss.item():.6f}" but show no outputs; they call the criterion as
 # loss(y_true, y_pred), i.e. with y_true as torch's input, which is what is reproduced here
 # (all four are symmetric in their arguments).
@@ -340,3 +340,19 @@ def test_seed_004_huber_formula():
         d = np.abs(y_true - y_pred)
         hand = np.where(d <= delta, 0.5 * d * d, delta * d - 0.5 * delta**2).mean()
         assert_close(fastloss.huber_loss(y_pred, y_true, delta=delta), hand, rtol=1e-12)
+
+
+def test_seed_004_hinge_embedding():
+    # lines 215-226: nn.HingeEmbeddingLoss() (margin 1) on y_pred [0.8, -0.9, 0.7, -0.6] and
+    # y_true [1, -1, 1, -1], printed with f"{loss.item():.6f}" (no output shown): torch's answer
+    # on those inputs is the case, 1.250000 (x where y = 1, max(0, 1 - x) where y = -1). The
+    # formula of line 204 is the SVM hinge mean(max(0, 1 - y y_hat)), 0.25 on these inputs,
+    # which is not what HingeEmbeddingLoss computes.
+    y_true = np.array([1, -1, 1, -1], F32)
+    y_pred = np.array([0.8, -0.9, 0.7, -0.6], F32)
+    loss, grad = fastloss.hinge_embedding_loss(y_pred, y_true, return_grad=True)
+    assert f"{float(loss):.6f}" == "1.250000"
+    assert_close(loss, torch_loss("hinge_embedding_loss", y_pred, y_true), rtol=1e-6)
+    np.testing.assert_allclose(grad, torch_grad("hinge_embedding_loss", y_pred, y_true))
+    np.testing.assert_allclose(grad, [0.25, -0.25, 0.25, -0.25])
+    assert f"{np.mean(np.maximum(0, 1 - y_true * y_pred)):.6f}" == "0.250000"
