@@ -13,11 +13,12 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from fastloss import _elementwise, _reduction
+from fastloss import _elementwise, _reduction, _threading
 from fastloss._intake import split_out
 
 
 def _factory():
+    _threading.prepare()  # before anything can launch a parallel kernel
     from fastloss.kernels import rows
 
     return rows
@@ -42,25 +43,20 @@ def run(
     the kernel writes into an entry directly when it is C-contiguous in the compute dtype and
     overlaps no operand other than exactly, else into a buffer copied there."""
     outs = split_out(out, return_grad, len(spec.grads))
-    module = _factory().kernels(spec, flags)
     first = matrices[0]
     rows, columns = first.shape
     dtype = first.dtype
-    row_loss = np.empty(rows, np.float64)
     typed = tuple(float(p) for p in params)
-    elements = rows * max(columns, 1)
+    grads = []
+    scales = None
     if return_grad:
         shape = batch_shape + (columns,)
         grads = [
             _buffer(o, shape, d, dtype, j, [*matrices, *row_arrays], outs)
             for j, (o, d) in enumerate(zip(outs, grad_dtypes, strict=True))
         ]
-        scale = float(_reduction.grad_scale(reduction, np.dtype(np.float64), rows))
-        args = (*matrices, *row_arrays, *typed, scale, *grads, row_loss)
-        _elementwise._launch(module, "value_grad_rows", elements, args)
-    else:
-        args = (*matrices, *row_arrays, *typed, row_loss)
-        _elementwise._launch(module, "value_rows", elements, args)
+        scales = (float(_reduction.grad_scale(reduction, np.dtype(np.float64), rows)),)
+    (row_loss,) = launch(spec, flags, (*matrices, *row_arrays), typed, scales, grads)
     if reduction == "none":
         value = row_loss.astype(dtype).reshape(batch_shape)
     else:
@@ -77,6 +73,23 @@ def run(
             np.copyto(o, g, casting="same_kind")
         results.append(o)
     return value, tuple(results)
+
+
+def launch(spec, flags: tuple[bool, ...], arrays: tuple, params: tuple, scales, grads) -> list:
+    """Run ``spec``'s kernel on ``arrays`` (the input matrices, the per-row arrays, the column
+    arrays, in the spec's order) with runtime ``params``; with ``scales`` (the gradient's, one
+    per ``spec.scales``) the gradient goes into ``grads``. Returns the float64 per-row outputs
+    (the loss first)."""
+    module = _factory().kernels(spec, flags)
+    rows, columns = arrays[0].shape
+    outputs = [np.empty(rows, np.float64) for _ in range(spec.outputs)]
+    elements = rows * max(columns, 1)
+    if scales is None:
+        _elementwise._launch(module, "value_rows", elements, (*arrays, *params, *outputs))
+    else:
+        args = (*arrays, *params, *scales, *grads, *outputs)
+        _elementwise._launch(module, "value_grad_rows", elements, args)
+    return outputs
 
 
 def _buffer(out, shape, grad_dtype, dtype, index, operands, outs) -> np.ndarray:

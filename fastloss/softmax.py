@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from fastloss import _elementwise, _reduction, _threading
+from fastloss import _reduction, _rows, _threading
 from fastloss._elementwise import _same_memory, check_out
 from fastloss._intake import (
     INT64_MAX,
@@ -49,9 +49,19 @@ def _module():
     return _kernels
 
 
-def _launch(name: str, elements: int, args: tuple):
-    """The serial or the parallel variant of kernel ``name``, as the elementwise losses pick."""
-    return _elementwise._launch(_module(), name, elements, args)
+def _launch(spec_name: str, flags: tuple, arrays: tuple, params: tuple, scales, grad) -> list:
+    """The row kernel of the declaration ``spec_name`` (:mod:`fastloss.kernels.softmax`): the
+    per-row float64 outputs, the gradient into ``grad`` when ``scales`` are given."""
+    spec = getattr(_module(), spec_name)
+    return _rows.launch(spec, flags, arrays, params, scales, () if grad is None else (grad,))
+
+
+def _scale(reduction: str, denominator: float, return_grad: bool):
+    """The gradient's factor ``1 / denominator`` in float64 (inf for 0, as the elementwise
+    losses); an Accumulator's while one updates. None without a gradient."""
+    if not return_grad:
+        return None
+    return float(_reduction.grad_scale(reduction, np.dtype(np.float64), denominator, True))
 
 
 class _Rows:
@@ -138,7 +148,7 @@ class _Rows:
 
 def _class_weight(weight: object, rows: _Rows) -> tuple[np.ndarray, bool]:
     if weight is None:
-        return np.ones(1, rows.dtype), False
+        return np.ones(rows.classes, rows.dtype), False
     w = host_array(weight, "weight")
     if w.shape != (rows.classes,):
         raise ValueError(
@@ -171,7 +181,7 @@ def _index_target(target: object, rows: _Rows, name: str = "target") -> np.ndarr
             f"{name}: class index {int(flat[bad])} at position {tuple(int(i) for i in where)} "
             f"is out of range [0, {rows.classes}) and does not fit int64"
         )
-    return flat
+    return flat.astype(np.int64, copy=False)
 
 
 def _checked_targets(
@@ -198,12 +208,6 @@ def _checked_targets(
 def _denominator(reduction: str, count: float, row_weights) -> float:
     """The denominator of a mean (1 otherwise), for the gradient's scale."""
     return _reduction.mean_denominator(count, row_weights) if reduction == "mean" else 1.0
-
-
-def _grad_scale(rows: _Rows, reduction: str, denominator: float, return_grad: bool):
-    """The gradient's factor ``1 / denominator`` in the compute dtype (inf for 0, as the
-    elementwise losses); an Accumulator's while one updates."""
-    return _reduction.grad_scale(reduction, rows.dtype, denominator, return_grad)
 
 
 def _loss_and_grad(row_loss, rows: _Rows, reduction, mean, grad, return_grad, out):
@@ -264,36 +268,18 @@ def _index_rows_call(
             "z_loss_scale: an Accumulator's chunk gradient of a weighted cross-entropy with a "
             "z-loss is not supported (the two means have different denominators)"
         )
-    grad = (
-        rows.grad_buffer(out, weight, flat_target)
-        if return_grad
-        else np.empty((0, rows.classes), rows.dtype)
-    )
-    row_loss = np.empty(rows.rows, np.float64)
-    row_z = np.empty(rows.rows, np.float64)
+    grad = rows.grad_buffer(out, weight, flat_target) if return_grad else None
     weight_sum = float(np.sum(weight, dtype=np.float64)) if has_weight else float(rows.classes)
-    _launch(
-        "index_rows",
-        rows.matrix.size,
-        (
-            rows.matrix,
-            flat_target,
-            weight,
-            has_weight,
-            scalar(weight_sum),
-            np.int64(ignore_index),
-            scalar(smoothing),
-            scalar(softcap),
-            scalar(z_scale),
-            scalar(alpha),
-            scalar(gamma),
-            np.int64(mode),
-            _grad_scale(rows, reduction, denominator, return_grad),
-            _grad_scale(rows, reduction, z_count, return_grad),
-            grad,
-            row_loss,
-            row_z,
-        ),
+    scales = None
+    if return_grad:
+        scales = (_scale(reduction, denominator, True), _scale(reduction, z_count, True))
+    row_loss, row_z = _launch(
+        "CROSS_ENTROPY_SMOOTHED" if smoothing else "CROSS_ENTROPY",
+        (has_weight, softcap > 0, z_scale != 0, mode == _FOCAL),
+        (rows.matrix, flat_target, weight),
+        (np.int64(ignore_index), weight_sum, smoothing, softcap, z_scale, alpha, gamma),
+        scales,
+        grad,
     )
     mean = (count, row_weights, denominator)
     if reduction == "mean" and z_scale:
@@ -522,32 +508,15 @@ def _prob_call(
     """Cross-entropy against probability rows ``probs`` (laid out as ``rows.matrix``)."""
     count = float(rows.rows)
     denominator = count if reduction == "mean" else 1.0
-    grad = (
-        rows.grad_buffer(out, probs, weight)
-        if return_grad
-        else np.empty((0, rows.classes), rows.dtype)
-    )
-    row_loss = np.empty(rows.rows, np.float64)
-    row_z = np.empty(rows.rows, np.float64)
-    scalar = rows.dtype.type
-    scale = _grad_scale(rows, reduction, denominator, return_grad)
-    _launch(
-        "prob_rows",
-        rows.matrix.size,
-        (
-            rows.matrix,
-            probs,
-            weight,
-            has_weight,
-            scalar(smoothing),
-            scalar(spread),
-            scalar(z_scale),
-            scale,
-            scale,
-            grad,
-            row_loss,
-            row_z,
-        ),
+    grad = rows.grad_buffer(out, probs, weight) if return_grad else None
+    scale = _scale(reduction, denominator, return_grad)
+    row_loss, row_z = _launch(
+        "CROSS_ENTROPY_PROBS",
+        (has_weight, z_scale != 0),
+        (rows.matrix, probs, weight),
+        (1.0 - smoothing, spread, z_scale),
+        None if scale is None else (scale, scale),
+        grad,
     )
     loss = _reduce_rows(row_loss, rows, reduction, count)
     z = _reduce_rows(row_z, rows, reduction, count, part=False)
@@ -592,25 +561,15 @@ def nll_loss(
     flat = _index_target(target, rows)
     count, row_weights = _checked_targets(flat, rows, ignore_index, weight_array, has_weight)
     denominator = _denominator(reduction, count, row_weights)
-    grad = (
-        rows.grad_buffer(out, weight_array, flat)
-        if return_grad
-        else np.empty((0, rows.classes), rows.dtype)
-    )
-    row_loss = np.empty(rows.rows, np.float64)
-    _launch(
-        "nll_rows",
-        rows.matrix.size,
-        (
-            rows.matrix,
-            flat,
-            weight_array,
-            has_weight,
-            np.int64(ignore_index),
-            _grad_scale(rows, reduction, denominator, return_grad),
-            grad,
-            row_loss,
-        ),
+    grad = rows.grad_buffer(out, weight_array, flat) if return_grad else None
+    scale = _scale(reduction, denominator, return_grad)
+    (row_loss,) = _launch(
+        "NLL",
+        (has_weight,),
+        (rows.matrix, flat, weight_array),
+        (np.int64(ignore_index),),
+        None if scale is None else (scale,),
+        grad,
     )
     mean = (count, row_weights, denominator)
     return _loss_and_grad(row_loss, rows, reduction, mean, grad, return_grad, out)
@@ -743,32 +702,18 @@ def _keras_call(
     denominator = mean_over if reduction == "mean" else 1.0
     mean = (mean_over, None, denominator)
     # the gradient may be the input itself, never (part of) the target
-    grad = rows.grad_buffer(out, target) if return_grad else np.empty((0, rows.classes), rows.dtype)
-    row_loss = np.empty(rows.rows, np.float64)
-    scalar = rows.dtype.type
-    dense = np.empty((1, rows.classes), rows.dtype) if sparse else target
-    index = target if sparse else np.zeros(1, np.int64)
-    _launch(
-        "keras_rows",
-        rows.matrix.size,
-        (
-            rows.matrix,
-            dense,
-            index,
-            sparse,
-            from_logits,
-            np.int64(mode),
-            scalar(smoothing),
-            scalar(_keras_spread(smoothing, rows)),
-            scalar(alpha),
-            scalar(gamma),
-            *_keras_clip(rows.dtype, mode),
-            np.int64(ignore_class),
-            _grad_scale(rows, reduction, denominator, return_grad),
-            grad,
-            row_loss,
-        ),
-    )
+    grad = rows.grad_buffer(out, target) if return_grad else None
+    scale = _scale(reduction, denominator, return_grad)
+    scales = None if scale is None else (scale,)
+    low, high = (float(v) for v in _keras_clip(rows.dtype, mode))
+    if sparse:
+        params = (low, high, np.int64(ignore_class))
+        (row_loss,) = _launch("KERAS_SPARSE", (), (rows.matrix, target), params, scales, grad)
+    else:
+        params = (1.0 - smoothing, _keras_spread(smoothing, rows), alpha, gamma, low, high)
+        name = "KERAS_FOCAL_LOGITS" if from_logits else "KERAS_PROBS"
+        flags = (mode == _KERAS_FOCAL,)
+        (row_loss,) = _launch(name, flags, (rows.matrix, target), params, scales, grad)
     return _loss_and_grad(row_loss, rows, reduction, mean, grad, return_grad, out)
 
 

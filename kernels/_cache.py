@@ -270,8 +270,7 @@ def install() -> None:
 
         target = numba_directory()
         if target is None:
-            for options in (_jit.KERNEL_OPTIONS, _jit.ROW_KERNEL_OPTIONS):
-                options["cache"] = False
+            _jit.KERNEL_OPTIONS["cache"] = False
         else:
             from numba.core import caching
 

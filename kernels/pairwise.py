@@ -19,12 +19,12 @@ COSINE_EPSILON = 1e-12
 
 # --- cosine embedding: 1 - cos (target 1), max(0, cos - margin) (target -1) ------------------
 @njit(**POINT_OPTIONS)
-def cosine_sweep(x1, x2, margin):
+def cosine_sweep(x1, x2, c, target, margin):
     return x1 * x2, x1 * x1, x2 * x2
 
 
 @njit(**POINT_OPTIONS)
-def cosine_row(dot, square1, square2, target, margin):
+def cosine_row(dot, square1, square2, target, x1, x2, scale, margin):
     """``cos = x1.x2 / sqrt((|x1|^2 + e)(|x2|^2 + e))``; ``d cos / d x1 = x2 / den - cos x1 /
     (|x1|^2 + e)``. Rows whose target is neither 1 nor -1 give 0, as in torch."""
     m1 = square1 + COSINE_EPSILON
@@ -43,11 +43,11 @@ def cosine_row(dot, square1, square2, target, margin):
             s = 1.0
         elif excess != excess:
             loss = excess  # NaN propagates; clamp_min's gradient there is 0
-    return loss, (s / denom, s * cos / m1, s * cos / m2)
+    return loss, (s / denom * scale, s * cos / m1 * scale, s * cos / m2 * scale)
 
 
 @njit(**POINT_OPTIONS)
-def cosine_grad(x1, x2, k, k1, k2, margin):
+def cosine_grad(x1, x2, c, target, k, k1, k2, margin):
     return k * x2 - k1 * x1, k * x1 - k2 * x2
 
 
@@ -103,7 +103,7 @@ def _norm_term(v, p, p1, p2):
 
 
 @njit(**POINT_OPTIONS)
-def triplet_sweep(a, positive, negative, margin, p, eps, swap, p1, p2):
+def triplet_sweep(a, positive, negative, c, margin, p, eps, swap, p1, p2):
     e = const(a, eps)
     pos = _power(a - positive + e, p, p1, p2)
     neg = _power(a - negative + e, p, p1, p2)
@@ -112,7 +112,21 @@ def triplet_sweep(a, positive, negative, margin, p, eps, swap, p1, p2):
 
 
 @njit(**POINT_OPTIONS)
-def triplet_row(total_pos, total_neg, total_swap, margin, p, eps, swap, p1, p2):
+def triplet_row(
+    total_pos,
+    total_neg,
+    total_swap,
+    anchor,
+    positive,
+    negative,
+    scale,
+    margin,
+    p,
+    eps,
+    swap,
+    p1,
+    p2,
+):
     """``loss = max(0, margin + d_pos - min(d_neg, d_swap))``; ``min``'s gradient goes to the
     smaller distance, half to each on a tie (torch's ``minimum``)."""
     d_pos = _root(total_pos, p, p1, p2)
@@ -140,11 +154,11 @@ def triplet_row(total_pos, total_neg, total_swap, margin, p, eps, swap, p1, p2):
     k_pos = active * _norm_coefficient(d_pos, p, p1, p2)
     k_neg = -active * w_neg * _norm_coefficient(d_neg, p, p1, p2)
     k_swap = -active * w_swap * _norm_coefficient(d_swap, p, p1, p2) if swap else 0.0
-    return loss, (k_pos, k_neg, k_swap)
+    return loss, (k_pos * scale, k_neg * scale, k_swap * scale)
 
 
 @njit(**POINT_OPTIONS)
-def triplet_grad(a, positive, negative, k_pos, k_neg, k_swap, margin, p, eps, swap, p1, p2):
+def triplet_grad(a, positive, negative, c, k_pos, k_neg, k_swap, margin, p, eps, swap, p1, p2):
     e = const(a, eps)
     t_pos = _norm_term(a - positive + e, p, p1, p2)
     t_neg = _norm_term(a - negative + e, p, p1, p2)

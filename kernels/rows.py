@@ -1,19 +1,30 @@
 """The factory of row losses: one declaration, every CPU kernel.
 
-A row loss reads rows of ``D`` values from one or more arrays (logits; two embeddings; an
-anchor, a positive and a negative) and gives one loss per row. It is declared by a
-:class:`RowSpec`:
+A row loss reads rows of ``D`` values from one or more arrays (logits; logits and target
+probabilities; two embeddings; an anchor, a positive and a negative) and gives one loss per row.
+It is declared by a :class:`RowSpec`:
 
-``sweeps``  passes over a row's columns, in order. Sweep ``s``'s point function takes the
-            column's values of every input, the results of the earlier sweeps and the runtime
-            parameters, and returns ``count`` values; a ``"sum"`` sweep adds each over the row
-            under the row contract below, a ``"max"`` sweep keeps the largest (NaN wins).
-``row``     the row's loss from the sweeps' results (float64), the row's own scalars (a
-            target, a label) and the parameters: returns ``(loss, coefficients)``, a float64
-            loss and a tuple of ``coefficients`` float64 values for the gradient sweep.
-``grad``    the gradient sweep's point function: the column's values, the coefficients
-            (scaled by the reduction's scale, in the input's precision), the parameters and
-            flags, to the gradient of each input in ``grads`` (a bare value for one).
+``sweeps``  passes over a row's columns, in order. Sweep ``s``'s point function gives ``count``
+            values at a column; a ``"sum"`` sweep adds each over the row under the row contract
+            below, a ``"max"`` sweep keeps the largest (in the input's precision; NaN wins).
+``row``     the row's outputs (its float64 loss first) and a tuple of ``coefficients`` float64
+            values for the gradient sweep, already multiplied by the gradient's scales.
+``grad``    the gradient sweep's point function: the gradient of each input in ``grads`` at a
+            column (a bare value for one).
+``skip``    optional: whether a row is left out (its outputs 0, its gradient rows zeros).
+
+The point functions' arguments, in order:
+
+- a sweep: the column's value of every input and of every column array (class weights), the
+  column index ``c``, the row's scalars (a class index, a label), the totals of the earlier
+  sweeps (float64), the params, the flags;
+- ``row``: the totals of every sweep, the row's scalars, the row's views of every input (to read
+  one column, the target's), the column arrays, the gradient's scales (0 in the kernels without
+  a gradient), the params, the flags;
+- ``grad``: as a sweep up to the row's scalars, then (``staged``) the last sweep's values at the
+  column as staged for its sums, the coefficients (in the input's precision), the params, the
+  flags;
+- ``skip``: the row's scalars, the params, the flags.
 
 From that the factory writes a module (like :mod:`fastloss.kernels.elementwise`: a real file in
 the cache directory, so ``cache=True`` works and a changed declaration is a new module) with
@@ -46,7 +57,7 @@ TASK_ELEMENTS = 1 << 15
 
 @dataclass(frozen=True, eq=False)
 class Sweep:
-    """One pass over a row's columns: ``point(x_0, ..., x_k, *earlier, *params)`` gives
+    """One pass over a row's columns: ``point(...)`` (arguments in the module docstring) gives
     ``count`` values (a tuple when ``count > 1``), each summed (``op="sum"``) or maximised
     (``op="max"``) over the row."""
 
@@ -60,10 +71,17 @@ class RowSpec:
     """The declaration of a row loss (see the module docstring).
 
     ``inputs`` is the number of row arrays (each ``(rows, D)``), ``row_inputs`` the number of
-    per-row arrays (each ``(rows,)``: targets, labels), ``params`` the runtime scalars,
+    per-row arrays (each ``(rows,)``: targets, labels), ``column_inputs`` the number of
+    per-column arrays (each ``(D,)``: class weights), ``params`` the runtime scalars,
     ``flags`` the compile-time options (passed to every point function after the params),
     ``coefficients`` how many values ``row`` returns for the gradient sweep, ``grads`` which
-    inputs receive a gradient. Specs compare and hash by identity.
+    inputs receive a gradient, ``scales`` the names of the gradient's runtime scales (passed
+    to ``row``), ``outputs`` the per-row float64 values ``row`` returns before the
+    coefficients (the loss first). ``skip(row scalars, params, flags)``, when given, marks a
+    row that is left out (``ignore_index``): its outputs are 0 and its gradient rows zeros,
+    with no sweep over it. With ``staged`` the gradient sweep also receives the last sweep's
+    values at the column, as they were staged for its sums (a ``"sum"`` sweep). Specs compare
+    and hash by identity.
     """
 
     name: str
@@ -74,50 +92,109 @@ class RowSpec:
     coefficients: int
     grads: tuple[int, ...]
     row_inputs: int = 0
+    column_inputs: int = 0
     params: tuple[str, ...] = ()
     flags: tuple[str, ...] = ()
+    scales: tuple[str, ...] = ("scale",)
+    outputs: int = 1
+    skip: object = None
+    staged: bool = False
+
+    def __post_init__(self):
+        if self.staged and (not self.sweeps or self.sweeps[-1].op != "sum"):
+            raise ValueError(f"{self.name}: staged values come from a last sweep that sums")
+        for sweep in self.sweeps:
+            if sweep.op not in ("sum", "max"):
+                raise ValueError(f"{self.name}: a sweep sums or maximises, got {sweep.op!r}")
 
 
 def _names(prefix: str, count: int) -> list[str]:
     return [f"{prefix}{i}" for i in range(count)]
 
 
+def signature(spec: RowSpec, with_grad: bool) -> list[str]:
+    """The generated kernels' argument names, in order (the CPU's and the CUDA target's)."""
+    arrays = _names("a", spec.inputs) + _names("r", spec.row_inputs)
+    arrays += _names("w", spec.column_inputs)
+    params = [f"p_{p}" for p in spec.params]
+    outputs = _names("out", spec.outputs)
+    if with_grad:
+        return (
+            arrays
+            + params
+            + [f"s_{s}" for s in spec.scales]
+            + _names("g", len(spec.grads))
+            + outputs
+        )
+    return arrays + params + outputs
+
+
+def point_arguments(spec: RowSpec, column: str, row: str) -> dict[str, list[str]]:
+    """The argument lists of the point functions as the generated code spells them, with
+    ``column`` for the column index and ``row`` for the row index: the column's values of
+    every input and column array, the column index, the row's scalars, (then each function's
+    own values), the params and the flags."""
+    return {
+        "values": [f"a{j}[{row}, {column}]" for j in range(spec.inputs)]
+        + [f"w{j}[{column}]" for j in range(spec.column_inputs)]
+        + [column]
+        + [f"ri{j}" for j in range(spec.row_inputs)],
+        "row_scalars": [f"ri{j} = r{j}[{row}]" for j in range(spec.row_inputs)],
+        "views": [f"a{j}[{row}]" for j in range(spec.inputs)],
+        "columns": _names("w", spec.column_inputs),
+        "tail": [f"p_{p}" for p in spec.params] + [f"FLAG_{f.upper()}" for f in spec.flags],
+    }
+
+
 def _kernel_source(spec: RowSpec, with_grad: bool, parallel: bool) -> str:
-    arrays = _names("a", spec.inputs)
-    row_arrays = _names("r", spec.row_inputs)
-    params = list(spec.params)
-    flags = [f"FLAG_{f.upper()}" for f in spec.flags]
-    grads = [f"g{j}" for j in spec.grads]
     kind = "value_grad_rows" if with_grad else "value_rows"
     name = f"{kind}_{'parallel' if parallel else 'serial'}"
-    outputs = (["scale"] + grads if with_grad else []) + ["row_loss"]
-    width = max(s.count for s in spec.sweeps)
+    width = max((s.count for s in spec.sweeps if s.op == "sum"), default=0)
+    args = point_arguments(spec, "c", "i")
+    tail = args["tail"]
+    grads = [f"g{j}" for j in range(len(spec.grads))]
     lines = [
         f"@njit(parallel={parallel}, **KERNEL_OPTIONS)",
-        f"def {name}({', '.join(arrays + row_arrays + params + outputs)}):",
+        f"def {name}({', '.join(signature(spec, with_grad))}):",
         "    rows, columns = a0.shape",
         "    full = columns - columns % LANES",
         "    per_task = max(1, TASK_ELEMENTS // max(columns, 1))",
         "    tasks = (rows + per_task - 1) // per_task",
-        f"    for k in {'prange' if parallel else 'range'}(tasks):",
-        f"        scratch = np.empty(({width}, columns), a0.dtype)",
-        "        for i in range(k * per_task, min(rows, (k + 1) * per_task)):",
     ]
-    body = [f"x{j} = a{j}[i]" for j in range(spec.inputs)]
-    column = [f"x{j}[c]" for j in range(spec.inputs)]
+    if with_grad:
+        same = [f"g{k}.ctypes.data == a{j}.ctypes.data" for k, j in enumerate(spec.grads)]
+        lines.append(f"    in_place = {' and '.join(same)}")
+    lines += [
+        f"    for k in {'prange' if parallel else 'range'}(tasks):",
+    ]
+    if width:
+        lines.append(f"        scratch = np.empty(({width}, columns), a0.dtype)")
+    lines.append("        for i in range(k * per_task, min(rows, (k + 1) * per_task)):")
+    body = list(args["row_scalars"])
+    if spec.skip is not None:
+        row_scalars = [f"ri{j}" for j in range(spec.row_inputs)]
+        body.append(f"if skip({', '.join(row_scalars + tail)}):")
+        body += [f"    out{j}[i] = 0.0" for j in range(spec.outputs)]
+        if with_grad:
+            body.append("    for c in range(columns):")
+            body += [f"        {g}[i, c] = {g}.dtype.type(0)" for g in grads]
+        body.append("    continue")
     results: list[str] = []
     for s, sweep in enumerate(spec.sweeps):
         outs = [f"v{s}_{j}" for j in range(sweep.count)]
         totals = [f"t{s}_{j}" for j in range(sweep.count)]
-        call = f"sweep{s}({', '.join(column + results + params + flags)})"
+        call = f"sweep{s}({', '.join(args['values'] + results + tail)})"
         if sweep.op == "max":
-            body += [f"{t} = -np.inf" for t in totals]
+            # integer keys in the floats' order: a max reduction that vectorises (NaN wins)
+            keys = [f"m{s}_{j}" for j in range(sweep.count)]
+            body += [f"{m} = order_key(a0.dtype.type(-np.inf))" for m in keys]
             body.append("for c in range(columns):")
             body.append(f"    {', '.join(outs)} = {call}")
-            for v, t in zip(outs, totals, strict=True):
-                body.append(f"    if {v} > {t} or {v} != {v}:")
-                body.append(f"        {t} = {v}")
-            body += [f"{t} = np.float64({t})" for t in totals]
+            for v, m in zip(outs, keys, strict=True):
+                body.append(f"    {m} = max({m}, order_key(a0.dtype.type({v})))")
+            body += [
+                f"{t} = np.float64(from_order_key({m}))" for m, t in zip(keys, totals, strict=True)
+            ]
         else:
             body.append("for c in range(columns):")
             body.append(f"    {', '.join(outs)} = {call}")
@@ -132,17 +209,29 @@ def _kernel_source(spec: RowSpec, with_grad: bool, parallel: bool) -> str:
             ]
             body += [f"{t} = lanes_sum(l{j})" for j, t in enumerate(totals)]
         results += totals
-    row_scalars = [f"r{j}[i]" for j in range(spec.row_inputs)]
-    body.append(f"loss, coef = row_value({', '.join(results + row_scalars + params + flags)})")
-    body.append("row_loss[i] = loss")
+    row_scalars = [f"ri{j}" for j in range(spec.row_inputs)]
+    scales = [f"s_{s}" for s in spec.scales] if with_grad else ["0.0"] * len(spec.scales)
+    row_args = results + row_scalars + args["views"] + args["columns"] + scales + tail
+    outs = _names("o", spec.outputs)
+    body.append(f"{', '.join(outs)}, coef = row_value({', '.join(row_args)})")
+    body += [f"out{j}[i] = {o}" for j, o in enumerate(outs)]
     if with_grad:
         coefs = [f"k{j}" for j in range(spec.coefficients)]
-        body += [f"k{j} = a0.dtype.type(coef[{j}] * scale)" for j in range(spec.coefficients)]
-        body += [f"y{j} = g{j}[i]" for j in spec.grads]
-        body.append("for c in range(columns):")
-        targets = [f"y{j}[c]" for j in spec.grads]
-        call = f"grad({', '.join(column + coefs + params + flags)})"
-        body.append(f"    {', '.join(targets)} = {call}")
+        body += [f"k{j} = a0.dtype.type(coef[{j}])" for j in range(spec.coefficients)]
+        staged = [f"scratch[{j}, c]" for j in range(spec.sweeps[-1].count)] if spec.staged else []
+        targets = ", ".join(f"{g}[i, c]" for g in grads)
+        # written in place (each gradient exactly over its input), the loop reads the gradient
+        # arrays: reading the inputs too, LLVM's overlap check would send it to scalar code
+        own = dict(zip(spec.grads, grads, strict=True))
+        in_place = [
+            f"a{j}[i, c]" if j not in own else f"{own[j]}[i, c]" for j in range(spec.inputs)
+        ]
+        for reads in (in_place, None):
+            values = args["values"] if reads is None else reads + args["values"][spec.inputs :]
+            call = f"grad({', '.join(values + staged + coefs + tail)})"
+            body.append("if in_place:" if reads is not None else "else:")
+            body.append("    for c in range(columns):")
+            body.append(f"        {targets} = {call}")
     lines += ["            " + line for line in body]
     return "\n".join(lines) + "\n"
 
@@ -151,6 +240,8 @@ def module_source(spec: RowSpec, flags: tuple[bool, ...]) -> str:
     """Source of the generated module of ``spec`` for these flag values."""
     functions = [(f"sweep{s}", sweep.point) for s, sweep in enumerate(spec.sweeps)]
     functions += [("row_value", spec.row), ("grad", spec.grad)]
+    if spec.skip is not None:
+        functions.append(("skip", spec.skip))
     header = [
         f'"""Row kernels of {spec.name} generated by fastloss.kernels.rows; do not edit."""',
         "",
@@ -159,8 +250,8 @@ def module_source(spec: RowSpec, flags: tuple[bool, ...]) -> str:
         "",
         "from fastloss.kernels._jit import KERNEL_OPTIONS, LANES",
         "from fastloss.kernels.reduction import lanes_add_at, lanes_add_row, lanes_fill, lanes_sum",
-        "from fastloss.kernels.scalar import const",
         "from fastloss.kernels.vector_width import full_width",
+        "from fastloss.kernels.vmath import from_order_key, order_key",
     ]
     header += [f"from {f.__module__} import {f.__name__} as {alias}" for alias, f in functions]
     header += ["", f"TASK_ELEMENTS = {TASK_ELEMENTS}"]
@@ -179,7 +270,9 @@ def module_stem(spec: RowSpec, flags: tuple[bool, ...]) -> str:
     digest = _stems.get(spec)
     if digest is None:
         functions = tuple(s.point for s in spec.sweeps) + (spec.row, spec.grad)
-        shape = (spec.inputs, spec.row_inputs, spec.params, spec.flags, spec.grads)
+        functions += (spec.skip,) if spec.skip is not None else ()
+        shape = (spec.inputs, spec.row_inputs, spec.column_inputs, spec.params, spec.flags)
+        shape += (spec.grads, spec.scales, spec.outputs, spec.staged, spec.skip is not None)
         shape += tuple((s.count, s.op) for s in spec.sweeps)
         digest = _stems.setdefault(spec, _combined(functions, shape))
     stem = "rows_" + spec.name

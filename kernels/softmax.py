@@ -1,52 +1,35 @@
-"""Row kernels of the softmax family: cross-entropy, NLL, focal loss, on the CPU.
+"""The softmax family declared for the row factory: cross-entropy, NLL, focal loss, and
+Keras's probability cross-entropies.
 
-A row is one sample's ``C`` logits, contiguous. Each row is done by one thread in a few
-sweeps over the row while it sits in cache (one read of the logits from memory, one write of
-the gradient):
+Each loss is a :class:`~fastloss.kernels.rows.RowSpec`: its sweeps over a row's classes (the
+maximum ``m``; ``s = sum_c exp(x_c - m)`` and the row's other sums, all taken against ``m`` so
+that large logits lose nothing to cancellation), the row's loss from them (float64) and the
+gradient sweep. The factory (:mod:`fastloss.kernels.rows`) builds the CPU kernels and
+(:mod:`fastloss.kernels.cuda.rows`) the CUDA kernels from the same declarations; every sum is
+float64 under the row contract, so a row's bits do not depend on the vector width.
 
-1. the maximum ``m`` (and, with ``softcap``, the capped logits, written where the gradient
-   goes);
-2. ``s = sum_c exp(x_c - m)``, writing ``e_c = exp(x_c - m)`` where the gradient goes, and
-   the row's other sums (label smoothing, probability targets), all taken against ``m`` so
-   that large logits lose nothing to cancellation;
-3. the row's loss from ``lse = m + log(s)``, the row coefficients of its gradient, and the
-   gradient ``A * e_c / s - E * w_c`` with ``B`` taken off at the target.
-
-The gradient may be written into the logits themselves (``grad`` is ``logits``): every sweep
-reads an element before writing it, and sweep 1 reads the only logit needed later (the
-target's) before anything is written.
-
-Rows are independent, so the result does not depend on how rows are split among threads; the
-per-row losses go to a float64 array that the caller sums in a fixed order.
+The gradient may be written into the logits themselves: the gradient sweep reads a column
+before it writes it, and the row function reads the only logit needed later (the target's)
+before the gradient sweep.
 
 Class indices are checked before any row is touched (:func:`check_targets`), so a bad index
 raises before the caller's buffer is written.
-
-``mode`` of :func:`index_rows`: ``CROSS_ENTROPY`` or ``FOCAL``.
 """
 
 import math
 
 import numpy as np
-from numba import njit, prange, types
+from numba import njit, types
 from numba.extending import overload
 
 from fastloss.kernels import _cache
-from fastloss.kernels._jit import ROW_KERNEL_OPTIONS as KERNEL_OPTIONS
-from fastloss.kernels._jit import ROW_POINT_OPTIONS as POINT_OPTIONS
-from fastloss.kernels._jit import serial_and_parallel
+from fastloss.kernels._jit import POINT_OPTIONS
 from fastloss.kernels.binary import _pow
+from fastloss.kernels.rows import RowSpec, Sweep
 from fastloss.kernels.scalar import const
-from fastloss.kernels.vector_width import full_width
-from fastloss.kernels.vmath import _as_float, _as_int, exp, exp_nonpos, log
+from fastloss.kernels.vmath import exp, exp_nonpos, log
 
 CACHE = _cache.enabled()  # before any cached kernel is declared
-
-CROSS_ENTROPY = 0
-FOCAL = 1
-
-# rows per parallel task: about this many elements, so that small rows are batched
-TASK_ELEMENTS = 1 << 15
 
 
 @njit(**POINT_OPTIONS)
@@ -86,46 +69,6 @@ def check_targets(target, classes, ignore_index, weight, has_weight):
     return -1, count, total
 
 
-def _order_key(v):
-    """An integer whose signed order is ``v``'s order as a float (NaN above +inf)."""
-    raise NotImplementedError  # compiled only, see the overload
-
-
-def _from_key(k):
-    """The float whose :func:`_order_key` is ``k``."""
-    raise NotImplementedError
-
-
-_MAGNITUDE_32 = np.int32(0x7FFFFFFF)
-_MAGNITUDE_64 = np.int64(0x7FFFFFFFFFFFFFFF)
-
-
-@overload(_order_key, target="cpu", jit_options=POINT_OPTIONS)
-def _order_key_overload(v):
-    # A float's bits read as a signed integer order the non-negative floats; flipping the
-    # magnitude bits of the negative ones reverses their order. Integer max reductions
-    # vectorise, where a float max without ``nnan`` does not.
-    if v == types.float32:
-
-        def key32(v):
-            b = _as_int(v)
-            return np.int32(b ^ np.int32((b >> np.int32(31)) & _MAGNITUDE_32))
-
-        return key32
-    if v == types.float64:
-        return lambda v: _as_int(v) ^ ((_as_int(v) >> np.int64(63)) & _MAGNITUDE_64)
-    return None
-
-
-@overload(_from_key, target="cpu", jit_options=POINT_OPTIONS)
-def _from_key_overload(k):
-    if k == types.int32:
-        return lambda k: _as_float(np.int32(k ^ np.int32((k >> np.int32(31)) & _MAGNITUDE_32)))
-    if k == types.int64:
-        return lambda k: _as_float(k ^ ((k >> np.int64(63)) & _MAGNITUDE_64))
-    return None
-
-
 def exp_shifted(d):
     """``exp(d)`` for ``d = x - max <= 0`` (or NaN), 0 included: the softmax numerators."""
     raise NotImplementedError
@@ -152,507 +95,362 @@ def _exp_shifted_overload(d):
     return None
 
 
-@njit(**POINT_OPTIONS)
-def row_max(x):
-    """``max(x)`` of a non-empty row; NaN if ``x`` holds a positive-signed NaN."""
-    full_width()
-    m = _order_key(x[0])
-    for c in range(x.size):
-        m = max(m, _order_key(x[c]))
-    return _from_key(m)
+# --- cross-entropy and focal loss against class indices ---------------------------------
+# params: ignore_index, weight_sum (the class weights' sum, C without weights), smoothing,
+# softcap, z_scale, alpha, gamma; flags: weighted, use_cap, zloss, focal; scales: the
+# gradient's (1 / the mean's denominator) and the z-loss's (1 / the rows not ignored).
 
 
 @njit(**POINT_OPTIONS)
-def _exp_sum(y, m, g, keep):
-    """``sum_c exp(y_c - m)``, writing each term into ``g`` when ``keep``."""
-    full_width()
-    s = const(m, 0.0)
-    if keep and y.ctypes.data == g.ctypes.data:
-        # in place: one array in the loop, or LLVM's overlap check sends it to scalar code
-        for c in range(g.size):
-            e = exp_shifted(g[c] - m)
-            g[c] = e
-            s += e
-    elif keep:
-        for c in range(y.size):
-            e = exp_shifted(y[c] - m)
-            g[c] = e
-            s += e
-    else:
-        for c in range(y.size):
-            s += exp_shifted(y[c] - m)
-    return s
-
-
-@njit(**POINT_OPTIONS)
-def _index_row(
-    x,
-    t,
-    weight,
-    has_weight,
-    weight_sum,
-    smoothing,
-    softcap,
-    use_cap,
-    z_scale,
-    alpha,
-    gamma,
-    mode,
-    grad_scale,
-    z_grad_scale,
-    want_grad,
-    g,
-    scratch,
-):
-    """Loss and z-loss of one row with class index ``t``; the gradient into ``g``."""
-    full_width()
-    args = (weight, has_weight, weight_sum, smoothing, softcap, use_cap, z_scale, alpha, gamma)
+def _capped(x, softcap, use_cap):
+    """The logit after the soft cap ``softcap * tanh(x / softcap)`` (``x`` without it)."""
     if use_cap:
-        # the capped logits go where the gradient will (or to scratch): read from there on
-        y = g if want_grad else scratch
-        inv = const(x[0], 1.0) / softcap
-        for c in range(x.size):
-            y[c] = softcap * tanh(x[c] * inv)
-        return _index_row_of(y, t, *args, mode, grad_scale, z_grad_scale, want_grad, g)
-    return _index_row_of(x, t, *args, mode, grad_scale, z_grad_scale, want_grad, g)
+        return const(x, softcap) * tanh(x * const(x, 1.0 / softcap))
+    return x
 
 
 @njit(**POINT_OPTIONS)
-def _index_row_of(
-    y,
-    t,
-    weight,
-    has_weight,
-    weight_sum,
-    smoothing,
-    softcap,
-    use_cap,
-    z_scale,
-    alpha,
-    gamma,
-    mode,
-    grad_scale,
-    z_grad_scale,
-    want_grad,
-    g,
-):
-    """:func:`_index_row` on the (capped) logits ``y``."""
-    full_width()
-    n = y.size
-    zero = const(y[0], 0.0)
-    one = const(y[0], 1.0)
-    x_t = y[t]
-    m = row_max(y)
-    # sweep 2: s and, for label smoothing, sum_c w_c (m - y_c) >= 0, leaving out the maxima's
-    # zeros (an inf weight there would give inf * 0 = NaN where torch's loss is inf)
-    # in float64: a float32 running sum over 10^5 classes loses 5 digits
-    shifted = 0.0
-    if smoothing != 0:
-        if has_weight:
-            for c in range(n):
-                d = m - y[c]
-                shifted += np.float64(weight[c] * d) if d != zero else 0.0
-        else:
-            for c in range(n):
-                shifted += np.float64(m - y[c])
-    # last: with the gradient written into the logits, y is gone after this
-    s = _exp_sum(y, m, g, want_grad and not use_cap)
-    log_s = log(s)
+def index_skip(t, ignore_index, weight_sum, smoothing, softcap, z_scale, alpha, gamma, *flags):
+    return t == ignore_index
+
+
+@njit(**POINT_OPTIONS)
+def index_max(x, w, c, t, ignore_index, weight_sum, smoothing, softcap, z_scale, alpha, gamma,
+              weighted, use_cap, zloss, focal):  # fmt: skip
+    return _capped(x, softcap, use_cap)
+
+
+@njit(**POINT_OPTIONS)
+def index_shifted(x, w, c, t, m, ignore_index, weight_sum, smoothing, softcap, z_scale, alpha,
+                  gamma, weighted, use_cap, zloss, focal):  # fmt: skip
+    """Label smoothing's ``w_c (m - y_c) >= 0``, leaving out the maxima's zeros (an inf weight
+    there would give inf * 0 = NaN where torch's loss is inf)."""
+    y = _capped(x, softcap, use_cap)
+    d = const(y, m) - y
+    if weighted:
+        return w * d if d != const(y, 0.0) else const(y, 0.0)
+    return d
+
+
+@njit(**POINT_OPTIONS)
+def index_exp(x, w, c, t, m, *rest):
+    """``exp(y_c - m)`` of the (capped) logit: the softmax numerator (``rest``: the smoothing
+    sum when there is one, the params, the flags)."""
+    use_cap = rest[-3]
+    softcap = rest[-8]
+    y = _capped(x, softcap, use_cap)
+    return exp_shifted(y - const(y, m))
+
+
+@njit(**POINT_OPTIONS)
+def _index_row(m, s, shifted, t, x, w, scale, z_grad_scale, ignore_index, weight_sum, smoothing,
+               softcap, z_scale, alpha, gamma, weighted, use_cap, zloss, focal):  # fmt: skip
+    x_t = np.float64(_capped(x[t], softcap, use_cap))
+    log_s = math.log(s)
     lse = m + log_s
-    w_t = weight[t] if has_weight else one
     nll = log_s + (m - x_t)
-    classes = const(m, n)
+    w_t = np.float64(w[t]) if weighted else 1.0
     # no z-loss term at all without a z-loss: 0 * lse**2 is NaN once lse**2 overflows
-    z = z_scale * lse * lse if z_scale != 0 else zero
-    if mode == FOCAL:
-        p_t = exp(-nll)
-        q = -math.expm1(-nll)  # 1 - p_t without cancellation for confident rows (per row)
+    z = z_scale * lse * lse if zloss else 0.0
+    e_coef = 0.0
+    if focal:
+        p_t = math.exp(-nll)
+        q = -math.expm1(-nll)  # 1 - p_t without cancellation for confident rows
         mod = q**gamma
         loss = alpha * mod * nll
         k = mod
-        if q > zero and gamma != 0:
+        if q > 0.0 and gamma != 0.0:
             k = mod + gamma * (mod / q) * p_t * nll
-        k = alpha * k
-        a = grad_scale * k
+        a = scale * (alpha * k)
         b = a
-        e_coef = zero
     else:
-        loss = (one - smoothing) * w_t * nll
-        a = (one - smoothing) * w_t
-        e_coef = zero
-        if smoothing != 0:
+        loss = (1.0 - smoothing) * w_t * nll
+        a = (1.0 - smoothing) * w_t
+        if smoothing != 0.0:
+            classes = np.float64(x.size)
             loss += smoothing / classes * (weight_sum * log_s + shifted)
             a += smoothing * weight_sum / classes
-            e_coef = grad_scale * smoothing / classes
-        a = grad_scale * a
-        b = grad_scale * (one - smoothing) * w_t
+            e_coef = scale * smoothing / classes
+        a = scale * a
+        b = scale * (1.0 - smoothing) * w_t
     loss += z
-    if z_scale != 0:
+    if zloss:
         a += z_grad_scale * (z_scale + z_scale) * lse
-    if want_grad:
-        r = a / s
-        if use_cap:
-            inv = one / softcap
-            for c in range(n):
-                yc = y[c]
-                dy = one - (yc * inv) * (yc * inv)
-                gc = r * exp(yc - m)
-                if has_weight and e_coef != zero:  # no 0 * (NaN or inf weight) otherwise
-                    gc -= e_coef * weight[c]
-                else:
-                    gc -= e_coef
-                g[c] = gc * dy
-            yt = x_t * inv  # y[t] itself is overwritten by now
-            g[t] -= b * (one - yt * yt)
-        else:
-            if has_weight and e_coef != zero:
-                for c in range(n):
-                    g[c] = r * g[c] - e_coef * weight[c]
-            else:
-                for c in range(n):
-                    g[c] = r * g[c] - e_coef
-            g[t] -= b
-    return loss, z
+    return loss, z, (a / s, e_coef, b)
 
 
 @njit(**POINT_OPTIONS)
-def _tasks(rows, classes):
-    """Rows per parallel task (about ``TASK_ELEMENTS`` elements) and the number of tasks."""
-    per_task = max(1, TASK_ELEMENTS // max(classes, 1))
-    return per_task, (rows + per_task - 1) // per_task
+def index_row(m, s, t, x, w, scale, z_grad_scale, *params):
+    return _index_row(m, s, 0.0, t, x, w, scale, z_grad_scale, *params)
 
 
 @njit(**POINT_OPTIONS)
-def _zero_row(grad, i, want_grad):
-    """The gradient row of an ignored sample: zeros."""
-    full_width()
-    if want_grad:
-        zero = grad.dtype.type(0)
-        for c in range(grad.shape[1]):
-            grad[i, c] = zero
+def index_row_smoothed(m, shifted, s, t, x, w, scale, z_grad_scale, *params):
+    return _index_row(m, s, shifted, t, x, w, scale, z_grad_scale, *params)
 
 
-def _index_rows(
-    logits,
-    target,
-    weight,
-    has_weight,
-    weight_sum,
-    ignore_index,
-    smoothing,
-    softcap,
-    z_scale,
-    alpha,
-    gamma,
-    mode,
-    grad_scale,
-    z_grad_scale,
-    grad,
-    row_loss,
-    row_z,
-):
-    full_width()
-    rows, classes = logits.shape
-    want_grad = grad.shape[0] == rows
-    use_cap = softcap > 0
-    per_task, tasks = _tasks(rows, classes)
-    for k in prange(tasks):
-        full_width()
-        scratch = np.empty(classes if use_cap and not want_grad else 0, logits.dtype)
-        for i in range(k * per_task, min(rows, (k + 1) * per_task)):
-            t = np.int64(target[i])
-            if t == ignore_index:
-                row_loss[i] = 0.0
-                row_z[i] = 0.0
-                _zero_row(grad, i, want_grad)
-                continue
-            g = grad[i] if want_grad else grad[0:0].reshape(-1)
-            loss, z = _index_row(
-                logits[i],
-                t,
-                weight,
-                has_weight,
-                weight_sum,
-                smoothing,
-                softcap,
-                use_cap,
-                z_scale,
-                alpha,
-                gamma,
-                mode,
-                grad_scale,
-                z_grad_scale,
-                want_grad,
-                g,
-                scratch,
-            )
-            row_loss[i] = loss
-            row_z[i] = z
+@njit(**POINT_OPTIONS)
+def index_grad(x, w, c, t, e, r, e_coef, b, ignore_index, weight_sum, smoothing, softcap,
+               z_scale, alpha, gamma, weighted, use_cap, zloss, focal):  # fmt: skip
+    """``r e_c - e_coef w_c - b [c = t]``, times the cap's derivative ``1 - (y_c / softcap)^2``."""
+    g = r * e
+    if weighted and e_coef != const(x, 0.0):  # no 0 * (NaN or inf weight) otherwise
+        g -= e_coef * w
+    else:
+        g -= e_coef
+    if c == t:
+        g -= b
+    if use_cap:
+        u = _capped(x, softcap, use_cap) * const(x, 1.0 / softcap)
+        g *= const(x, 1.0) - u * u
+    return g
 
 
-index_rows_serial, index_rows_parallel = serial_and_parallel(_index_rows, KERNEL_OPTIONS)
+_INDEX_OPTIONS = {
+    "row_inputs": 1,
+    "column_inputs": 1,
+    "params": ("ignore_index", "weight_sum", "smoothing", "softcap", "z_scale", "alpha", "gamma"),
+    "flags": ("weighted", "use_cap", "zloss", "focal"),
+    "scales": ("scale", "z_grad_scale"),
+    "outputs": 2,
+    "skip": index_skip,
+    "staged": True,
+}
+
+CROSS_ENTROPY = RowSpec(
+    "cross_entropy", 1, (Sweep(index_max, op="max"), Sweep(index_exp)), index_row, index_grad, 3,
+    (0,), **_INDEX_OPTIONS,
+)  # fmt: skip
+CROSS_ENTROPY_SMOOTHED = RowSpec(
+    "cross_entropy_smoothed", 1,
+    (Sweep(index_max, op="max"), Sweep(index_shifted), Sweep(index_exp)),
+    index_row_smoothed, index_grad, 3, (0,), **_INDEX_OPTIONS,
+)  # fmt: skip
 
 
-def _prob_rows(
-    logits,
-    target,
-    weight,
-    has_weight,
-    smoothing,
-    spread,
-    z_scale,
-    grad_scale,
-    z_grad_scale,
-    grad,
-    row_loss,
-    row_z,
-):
-    """Cross-entropy with class probabilities ``target`` (rows like ``logits``):
-    ``loss = sum_c w_c y'_c (lse - x_c) + z_scale lse**2``, ``y' = (1 - smoothing) y + spread``
-    (``spread`` is ``smoothing / C``, or Keras's count); ``grad_c = p_c (sum_c w_c y'_c +
-    2 z_scale lse) - w_c y'_c``."""
-    full_width()
-    rows, classes = logits.shape
-    want_grad = grad.shape[0] == rows
-    per_task, tasks = _tasks(rows, classes)
-    for k in prange(tasks):
-        full_width()
-        for i in range(k * per_task, min(rows, (k + 1) * per_task)):
-            x = logits[i]
-            y = target[i]
-            one = const(x[0], 1.0)
-            keep = one - smoothing
-            m = row_max(x)
-            s1 = const(m, 0.0)
-            s2 = const(m, 0.0)
-            for c in range(classes):
-                yc = keep * y[c] + spread
-                if has_weight:
-                    yc = yc * weight[c]
-                s1 += yc
-                s2 += yc * (x[c] - m)
-            # last: with the gradient written into the logits, x is gone after this
-            s = _exp_sum(x, m, grad[i] if want_grad else x, want_grad)
-            log_s = log(s)
-            lse = m + log_s
-            z = z_scale * lse * lse if z_scale != 0 else const(m, 0.0)
-            row_loss[i] = (log_s * s1 - s2) + z
-            row_z[i] = z
-            if want_grad:
-                z_grad = z_grad_scale * (z_scale + z_scale) * lse if z_scale != 0 else const(m, 0.0)
-                r = (grad_scale * s1 + z_grad) / s
-                for c in range(classes):
-                    yc = keep * y[c] + spread
-                    if has_weight:
-                        yc = yc * weight[c]
-                    grad[i, c] = r * grad[i, c] - grad_scale * yc
+# --- cross-entropy against class probabilities ------------------------------------------------
+# loss = sum_c w_c y'_c (lse - x_c) + z_scale lse**2, y' = keep y + spread; grad_c = p_c (sum_c
+# w_c y'_c + 2 z_scale lse) - w_c y'_c. params: keep, spread, z_scale; flags: weighted, zloss.
 
 
-prob_rows_serial, prob_rows_parallel = serial_and_parallel(_prob_rows, KERNEL_OPTIONS)
+@njit(**POINT_OPTIONS)
+def _smoothed(y, w, keep, spread, weighted):
+    v = const(y, keep) * y + const(y, spread)
+    return v * w if weighted else v
 
 
-def _nll_rows(logp, target, weight, has_weight, ignore_index, grad_scale, grad, row_loss):
-    """Negative log-likelihood of log-probabilities: ``loss_i = -w_t x_{i,t}``; the gradient
-    is ``-grad_scale * w_t`` at the target and 0 elsewhere."""
-    full_width()
-    rows, classes = logp.shape
-    want_grad = grad.shape[0] == rows
-    per_task, tasks = _tasks(rows, classes)
-    for k in prange(tasks):
-        full_width()
-        for i in range(k * per_task, min(rows, (k + 1) * per_task)):
-            t = np.int64(target[i])
-            if t == ignore_index:
-                row_loss[i] = 0.0
-                _zero_row(grad, i, want_grad)
-                continue
-            w_t = weight[t] if has_weight else logp.dtype.type(1)
-            row_loss[i] = -(w_t * logp[i, t])  # before the row is zeroed: grad may be logp
-            _zero_row(grad, i, want_grad)
-            if want_grad:
-                grad[i, t] = -grad_scale * w_t
+@njit(**POINT_OPTIONS)
+def probs_max(x, y, w, c, keep, spread, z_scale, weighted, zloss):
+    return x
 
 
-nll_rows_serial, nll_rows_parallel = serial_and_parallel(_nll_rows, KERNEL_OPTIONS)
+@njit(**POINT_OPTIONS)
+def probs_sums(x, y, w, c, m, keep, spread, z_scale, weighted, zloss):
+    v = _smoothed(y, w, keep, spread, weighted)
+    d = x - const(x, m)
+    return exp_shifted(d), v, v * d
 
 
-# --- Keras's probability cross-entropies ---------------------------------------------------
+@njit(**POINT_OPTIONS)
+def probs_row(m, s, s1, s2, x, y, w, scale, z_grad_scale, keep, spread, z_scale, weighted, zloss):
+    log_s = math.log(s)
+    lse = m + log_s
+    z = z_scale * lse * lse if zloss else 0.0
+    a = scale * s1
+    if zloss:
+        a += z_grad_scale * (z_scale + z_scale) * lse
+    return (log_s * s1 - s2) + z, z, (a / s, scale)
+
+
+@njit(**POINT_OPTIONS)
+def probs_grad(x, y, w, c, e, v, vd, r, scale, keep, spread, z_scale, weighted, zloss):
+    return r * e - scale * v
+
+
+CROSS_ENTROPY_PROBS = RowSpec(
+    "cross_entropy_probs", 2, (Sweep(probs_max, op="max"), Sweep(probs_sums, 3)), probs_row,
+    probs_grad, 2, (0,), column_inputs=1, params=("keep", "spread", "z_scale"),
+    flags=("weighted", "zloss"), scales=("scale", "z_grad_scale"), outputs=2, staged=True,
+)  # fmt: skip
+
+
+# --- negative log-likelihood ---------------------------------------------------------------------
+
+
+@njit(**POINT_OPTIONS)
+def nll_skip(t, ignore_index, weighted):
+    return t == ignore_index
+
+
+@njit(**POINT_OPTIONS)
+def nll_row(t, x, w, scale, ignore_index, weighted):
+    """``-w_t x_t`` (in the input's precision, as torch); the gradient ``-w_t`` at the target."""
+    w_t = w[t] if weighted else const(x[t], 1.0)
+    return np.float64(-(w_t * x[t])), (scale * np.float64(w_t),)
+
+
+@njit(**POINT_OPTIONS)
+def nll_grad(x, w, c, t, k, ignore_index, weighted):
+    return -k if c == t else const(x, 0.0)
+
+
+NLL = RowSpec(
+    "nll", 1, (), nll_row, nll_grad, 1, (0,), row_inputs=1, column_inputs=1,
+    params=("ignore_index",), flags=("weighted",), skip=nll_skip,
+)  # fmt: skip
+
+
+# --- Keras's probability cross-entropies -------------------------------------------------------
 # Keras (categorical, sparse categorical and categorical focal cross-entropy with
 # ``from_logits=False``, focal also with logits) renormalises the predictions by their sum,
-# clips them to [eps, 1 - eps] and takes their log; the gradient follows the clip (0 outside
-# the range), the renormalisation and, for focal with logits, the softmax.
-
-KERAS_CROSSENTROPY = 0
-KERAS_FOCAL = 1
+# clips them to [low, high] and takes their log; the gradient follows the clip (0 outside the
+# range), the renormalisation and, for focal with logits, the softmax. params: keep, spread,
+# alpha, gamma, low, high; flag: focal.
 
 
 @njit(**POINT_OPTIONS)
-def _keras_row(
-    x,
-    y,
-    t,
-    sparse,
-    from_logits,
-    mode,
-    smoothing,
-    spread,
-    alpha,
-    gamma,
-    low,
-    high,
-    scale,
-    want_grad,
-    g,
-    work,
-):
-    """Loss of one row; the gradient (times ``scale``) into ``g``; ``work`` holds the
-    derivative with respect to each clipped probability."""
-    full_width()
-    n = x.size
-    zero = const(x[0], 0.0)
-    one = const(x[0], 1.0)
-    keep = one - smoothing
-    if not from_logits and mode == KERAS_CROSSENTROPY:
-        return _keras_crossentropy_row(
-            x, y, t, sparse, keep, spread, low, high, scale, want_grad, g, work
-        )
-    m = zero
-    s = one
-    if from_logits:
-        m = row_max(x)
-        s = _exp_sum(x, m, work, False)
-    total = zero
-    for c in range(n):
-        total += (exp_shifted(x[c] - m) / s) if from_logits else x[c]
-    loss = zero
-    tq = zero
-    for c in range(n):
-        o = (exp_shifted(x[c] - m) / s) if from_logits else x[c]
-        q_raw = o / total
-        q = min(max(q_raw, low), high)
-        inside = q_raw >= low and q_raw <= high
-        if sparse:
-            yc = one if c == t else zero
-        else:
-            yc = keep * y[c] + spread
-        lq = log(q)
-        if mode == KERAS_FOCAL:
-            w, w_down = _pow(one - q, gamma, zero)  # 1 - q >= 1e-7 > 0
-            loss += alpha * w * (-yc * lq)
-            dq = alpha * (gamma * w_down * yc * lq - w * yc / q)
-        else:
-            loss -= yc * lq
-            dq = -yc / q
-        dq = dq if inside else zero
-        work[c] = dq
-        tq += dq * q_raw
-    if want_grad:
-        if from_logits:
-            u = zero
-            for c in range(n):
-                u += (work[c] - tq) / total * (exp_shifted(x[c] - m) / s)
-            for c in range(n):
-                o = exp_shifted(x[c] - m) / s
-                g[c] = scale * (o * ((work[c] - tq) / total - u))
-        else:
-            for c in range(n):
-                g[c] = scale * ((work[c] - tq) / total)
-    return loss
+def _keras_terms(o, y, total, keep, spread, alpha, gamma, low, high, focal):
+    """A class's loss ``-y'_c log q_c`` (focal: times ``alpha (1 - q_c)^gamma``), its derivative
+    with respect to the clipped probability (0 outside the clip) and the renormalised
+    probability before the clip."""
+    q_raw = o / const(o, total)
+    q = min(max(q_raw, const(o, low)), const(o, high))
+    inside = (q_raw >= const(o, low)) & (q_raw <= const(o, high))
+    v = const(o, keep) * y + const(o, spread)
+    lq = log(q)
+    if focal:
+        w, w_down = _pow(const(o, 1.0) - q, const(o, gamma), const(o, 0.0))  # 1 - q > 0
+        a = const(o, alpha)
+        loss = a * w * (-v * lq)
+        dq = a * (const(o, gamma) * w_down * v * lq - w * v / q)
+    else:
+        loss = -v * lq
+        dq = -v / q
+    return loss, (dq if inside else const(o, 0.0)), q_raw
 
 
 @njit(**POINT_OPTIONS)
-def _keras_crossentropy_row(x, y, t, sparse, keep, spread, low, high, scale, want_grad, g, work):
-    """:func:`_keras_row` of the cross-entropies on probabilities, in loops LLVM vectorises
-    (no per-element branch); a sparse target needs only the row's sum and its target."""
-    full_width()
-    n = x.size
-    zero = const(x[0], 0.0)
-    one = const(x[0], 1.0)
-    total = zero
-    for c in range(n):
-        total += x[c]
-    if sparse:
-        q_raw = x[t] / total
-        q = min(max(q_raw, low), high)
-        loss = -log(q)
-        dq = -one / q if (q_raw >= low) & (q_raw <= high) else zero
-        tq = dq * q_raw
-        if want_grad:
-            rest = scale * ((zero - tq) / total)
-            for c in range(n):
-                g[c] = rest
-            g[t] = scale * ((dq - tq) / total)
-        return loss
-    loss = zero
-    tq = zero
-    for c in range(n):
-        q_raw = x[c] / total
-        q = min(max(q_raw, low), high)
-        yc = keep * y[c] + spread
-        loss -= yc * log(q)
-        dq = -yc / q
-        dq = dq if (q_raw >= low) & (q_raw <= high) else zero
-        work[c] = dq
-        tq += dq * q_raw
-    if want_grad:
-        for c in range(n):
-            g[c] = scale * ((work[c] - tq) / total)
-    return loss
+def keras_total(x, y, c, *rest):
+    return x
 
 
-def _keras_rows(
-    probs,
-    target,
-    index,
-    sparse,
-    from_logits,
-    mode,
-    smoothing,
-    spread,
-    alpha,
-    gamma,
-    low,
-    high,
-    ignore_class,
-    grad_scale,
-    grad,
-    row_loss,
-):
-    """Keras's cross-entropies of ``probs`` rows against probability rows ``target`` or, when
-    ``sparse``, class indices ``index`` (rows of class ``ignore_class`` give 0)."""
-    full_width()
-    rows, classes = probs.shape
-    want_grad = grad.shape[0] == rows
-    per_task, tasks = _tasks(rows, classes)
-    for k in prange(tasks):
-        full_width()
-        work = np.empty(classes, probs.dtype)
-        for i in range(k * per_task, min(rows, (k + 1) * per_task)):
-            t = np.int64(index[i]) if sparse else np.int64(0)
-            if sparse and t == ignore_class:
-                row_loss[i] = 0.0
-                _zero_row(grad, i, want_grad)
-                continue
-            g = grad[i] if want_grad else grad[0:0].reshape(-1)
-            y = target[0] if sparse else target[i]
-            row_loss[i] = _keras_row(
-                probs[i],
-                y,
-                t,
-                sparse,
-                from_logits,
-                mode,
-                smoothing,
-                spread,
-                alpha,
-                gamma,
-                low,
-                high,
-                grad_scale,
-                want_grad,
-                g,
-                work,
-            )
+@njit(**POINT_OPTIONS)
+def keras_terms(x, y, c, total, keep, spread, alpha, gamma, low, high, focal):
+    loss, dq, q_raw = _keras_terms(x, y, total, keep, spread, alpha, gamma, low, high, focal)
+    return loss, dq * q_raw, dq
 
 
-keras_rows_serial, keras_rows_parallel = serial_and_parallel(_keras_rows, KERNEL_OPTIONS)
+@njit(**POINT_OPTIONS)
+def keras_row(total, loss, tq, dqs, x, y, scale, *rest):
+    return loss, (tq, total, scale)
+
+
+@njit(**POINT_OPTIONS)
+def keras_grad(x, y, c, loss, dq_q, dq, tq, total, scale, *rest):
+    """``(G_c - sum_k G_k q~_k) / sum_k o_k``, ``G`` the derivative by the clipped
+    probability."""
+    return scale * ((dq - tq) / total)
+
+
+KERAS_PROBS = RowSpec(
+    "keras_probs", 2, (Sweep(keras_total), Sweep(keras_terms, 3)), keras_row, keras_grad, 3,
+    (0,), params=("keep", "spread", "alpha", "gamma", "low", "high"), flags=("focal",),
+    staged=True,
+)  # fmt: skip
+
+
+# focal from logits: the probabilities are the softmax's, renormalised and clipped as above
+
+
+@njit(**POINT_OPTIONS)
+def _softmax_of(x, m, s):
+    return exp_shifted(x - const(x, m)) / const(x, s)
+
+
+@njit(**POINT_OPTIONS)
+def logits_max(x, y, c, *rest):
+    return x
+
+
+@njit(**POINT_OPTIONS)
+def logits_exp(x, y, c, m, *rest):
+    return exp_shifted(x - const(x, m))
+
+
+@njit(**POINT_OPTIONS)
+def logits_total(x, y, c, m, s, *rest):
+    return _softmax_of(x, m, s)
+
+
+@njit(**POINT_OPTIONS)
+def logits_terms(x, y, c, m, s, total, keep, spread, alpha, gamma, low, high, focal):
+    o = _softmax_of(x, m, s)
+    loss, dq, q_raw = _keras_terms(o, y, total, keep, spread, alpha, gamma, low, high, focal)
+    return loss, dq * q_raw
+
+
+@njit(**POINT_OPTIONS)
+def logits_inner(x, y, c, m, s, total, loss, tq, keep, spread, alpha, gamma, low, high, focal):
+    """``(G_c - t) / T * p_c``: the softmax's part of the gradient, summed."""
+    o = _softmax_of(x, m, s)
+    _, dq, _ = _keras_terms(o, y, total, keep, spread, alpha, gamma, low, high, focal)
+    return (dq - const(o, tq)) / const(o, total) * o
+
+
+@njit(**POINT_OPTIONS)
+def logits_row(m, s, total, loss, tq, u, x, y, scale, *rest):
+    return loss, (m, s, total, tq, u, scale)
+
+
+@njit(**POINT_OPTIONS)
+def logits_grad(x, y, c, m, s, total, tq, u, scale, keep, spread, alpha, gamma, low, high, focal):
+    o = exp_shifted(x - m) / s
+    _, dq, _ = _keras_terms(o, y, total, keep, spread, alpha, gamma, low, high, focal)
+    return scale * (o * ((dq - tq) / total - u))
+
+
+KERAS_FOCAL_LOGITS = RowSpec(
+    "keras_focal_logits", 2,
+    (Sweep(logits_max, op="max"), Sweep(logits_exp), Sweep(logits_total), Sweep(logits_terms, 2),
+     Sweep(logits_inner)),
+    logits_row, logits_grad, 6, (0,),
+    params=("keep", "spread", "alpha", "gamma", "low", "high"), flags=("focal",),
+)  # fmt: skip
+
+
+# sparse targets, from probabilities: a row needs only its sum and its target's probability
+
+
+@njit(**POINT_OPTIONS)
+def sparse_skip(t, low, high, ignore_class):
+    return t == ignore_class
+
+
+@njit(**POINT_OPTIONS)
+def sparse_total(x, c, t, low, high, ignore_class):
+    return x
+
+
+@njit(**POINT_OPTIONS)
+def sparse_row(total, t, x, scale, low, high, ignore_class):
+    x_t = x[t]
+    sum_ = const(x_t, total)
+    q_raw = x_t / sum_
+    q = min(max(q_raw, const(x_t, low)), const(x_t, high))
+    inside = (q_raw >= const(x_t, low)) & (q_raw <= const(x_t, high))
+    dq = -const(x_t, 1.0) / q if inside else const(x_t, 0.0)
+    tq = dq * q_raw
+    rest = (const(x_t, 0.0) - tq) / sum_
+    at_target = (dq - tq) / sum_
+    return np.float64(-log(q)), (scale * np.float64(rest), scale * np.float64(at_target))
+
+
+@njit(**POINT_OPTIONS)
+def sparse_grad(x, c, t, rest, at_target, low, high, ignore_class):
+    return at_target if c == t else rest
+
+
+KERAS_SPARSE = RowSpec(
+    "keras_sparse", 1, (Sweep(sparse_total),), sparse_row, sparse_grad, 2, (0,), row_inputs=1,
+    params=("low", "high", "ignore_class"), skip=sparse_skip,
+)  # fmt: skip

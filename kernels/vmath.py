@@ -263,6 +263,48 @@ def _as_float(typingctx, i):
     return sig, codegen
 
 
+def order_key(v):
+    """An integer whose signed order is the float ``v``'s order (a NaN with its sign bit clear
+    above +inf, one with it set below -inf): integer max reductions vectorise, where a float
+    max that lets NaN win does not."""
+    raise NotImplementedError  # compiled only, see the overload
+
+
+def from_order_key(k):
+    """The float whose :func:`order_key` is ``k``."""
+    raise NotImplementedError
+
+
+_MAGNITUDE_32 = np.int32(0x7FFFFFFF)
+_MAGNITUDE_64 = np.int64(0x7FFFFFFFFFFFFFFF)
+_KEY_OPTIONS = {"error_model": "numpy", "fastmath": False, "forceinline": True}
+
+
+@overload(order_key, target="cpu", jit_options=_KEY_OPTIONS)
+def _order_key_overload(v):
+    # a float's bits read as a signed integer order the non-negative floats; flipping the
+    # magnitude bits of the negative ones reverses their order
+    if v == types.float32:
+
+        def key32(v):
+            b = _as_int(v)
+            return np.int32(b ^ np.int32((b >> np.int32(31)) & _MAGNITUDE_32))
+
+        return key32
+    if v == types.float64:
+        return lambda v: _as_int(v) ^ ((_as_int(v) >> np.int64(63)) & _MAGNITUDE_64)
+    return None
+
+
+@overload(from_order_key, target="cpu", jit_options=_KEY_OPTIONS)
+def _from_order_key_overload(k):
+    if k == types.int32:
+        return lambda k: _as_float(np.int32(k ^ np.int32((k >> np.int32(31)) & _MAGNITUDE_32)))
+    if k == types.int64:
+        return lambda k: _as_float(k ^ ((k >> np.int64(63)) & _MAGNITUDE_64))
+    return None
+
+
 # --------------------------------------------------------------------------------------------
 # Constants. Every constant used in float32 code is a float32: numba would otherwise promote the
 # arithmetic to float64. Integer arithmetic is promoted to int64 by numba whatever the operand

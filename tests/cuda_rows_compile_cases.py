@@ -72,17 +72,17 @@ def test_both_dtypes(spec, dtype):
 
 
 @njit(**POINT_OPTIONS)
-def extremes(x):
+def extremes(x, c):
     return x, -x
 
 
 @njit(**POINT_OPTIONS)
-def extremes_row(top, bottom):
-    return top + bottom, (top,)
+def extremes_row(top, bottom, x, scale):
+    return top + bottom, (top * scale,)
 
 
 @njit(**POINT_OPTIONS)
-def extremes_grad(x, k):
+def extremes_grad(x, c, k):
     return k * x
 
 

@@ -262,25 +262,25 @@ def test_deterministic_and_grid_independent():
 
 
 @njit(**POINT_OPTIONS)
-def peak_sweep(x, temperature):
+def peak_sweep(x, c, weight, temperature):
     return x, abs(x)
 
 
 @njit(**POINT_OPTIONS)
-def exp_sweep(x, peak, largest, temperature):
+def exp_sweep(x, c, weight, peak, largest, temperature):
     return math.exp((x - peak) / temperature), x * x
 
 
 @njit(**POINT_OPTIONS)
-def exp_row(peak, largest, total, squares, weight, temperature):
+def exp_row(peak, largest, total, squares, weight, x, scale, temperature):
     """``peak + T log(sum exp((x - peak) / T)) + w |x|_inf`` and two coefficients (the
     gradient sweep below is the factory's, not this loss's derivative)."""
     loss = peak + temperature * math.log(total) + weight * largest
-    return loss, (1.0 / total, weight / (squares + 1.0))
+    return loss, (scale / total, scale * weight / (squares + 1.0))
 
 
 @njit(**POINT_OPTIONS)
-def exp_grad(x, k, k_square, temperature):
+def exp_grad(x, c, weight, k, k_square, temperature):
     return k * x + k_square * x * x
 
 

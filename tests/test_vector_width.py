@@ -75,7 +75,7 @@ def test_kernels_use_512_bit_vectors_on_avx512(cpu, tmp_path):
         "reduce_value_serial",
         "reduce_value_parallel",
     }
-    # softmax's row kernels are named by their kind (index_rows) in the same launcher
+    # the cross-entropy's row kernels (value_grad_rows_*) come through the same launcher
     assert len(found) >= 6, found
     for kernel, (zmm, _) in found.items():
         assert zmm > 0, (kernel, found)

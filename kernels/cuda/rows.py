@@ -65,7 +65,7 @@ from __future__ import annotations
 from types import ModuleType
 
 from fastloss.kernels.elementwise import check_flags, load_module, memoised
-from fastloss.kernels.rows import RowSpec, module_stem
+from fastloss.kernels.rows import RowSpec, module_stem, point_arguments, signature
 
 # Threads per block of the row kernels: a power of two (the trees halve it), at most 1024.
 THREADS_PER_BLOCK = 256
@@ -102,66 +102,97 @@ def _tree(sums: list[str], maxes: list[str], threads: int) -> list[str]:
     return lines
 
 
-def _kernel_source(spec: RowSpec, with_grad: bool, threads: int) -> str:
-    arrays = [f"a{j}" for j in range(spec.inputs)]
-    row_arrays = [f"r{j}" for j in range(spec.row_inputs)]
-    params = list(spec.params)
-    flags = [f"FLAG_{f.upper()}" for f in spec.flags]
-    grads = [f"g{j}" for j in spec.grads]
+def _kernel_source(spec: RowSpec, with_grad: bool, threads: int, simulator: bool) -> str:
     kind = "value_grad_rows" if with_grad else "value_rows"
-    outputs = (["scale"] + grads if with_grad else []) + ["row_loss"]
-    column = [f"a{j}[i, c]" for j in range(spec.inputs)]
+    args = point_arguments(spec, "c", "i")
+    if simulator:  # the row function is the CPU's there: it takes NumPy arrays
+        args["views"] = [f"host({v})" for v in args["views"]]
+        args["columns"] = [f"host({v})" for v in args["columns"]]
+    tail = args["tail"]
+    grads = [f"g{j}" for j in range(len(spec.grads))]
     shared = [f"acc{s}_{j}" for s, sweep in enumerate(spec.sweeps) for j in range(sweep.count)]
     body = [f"{a} = cuda.shared.array(THREADS, float64)" for a in shared]
     if with_grad:
         body.append(f"coefs = cuda.shared.array({max(spec.coefficients, 1)}, float64)")
     body += ["i = cuda.blockIdx.x", "tid = cuda.threadIdx.x", "columns = a0.shape[1]"]
+    body += args["row_scalars"]
+    row_scalars = [f"ri{j}" for j in range(spec.row_inputs)]
+    if spec.skip is not None:
+        # the same for every thread of the block: the whole block returns
+        body.append(f"if skip({', '.join(row_scalars + tail)}):")
+        body.append("    if tid == 0:")
+        body += [f"        out{j}[i] = 0.0" for j in range(spec.outputs)]
+        if with_grad:
+            body.append("    for c in range(tid, columns, THREADS):")
+            body += [f"        {g}[i, c] = {g}.dtype.type(0)" for g in grads]
+        body.append("    return")
     results: list[str] = []
+    calls: list[str] = []
     for s, sweep in enumerate(spec.sweeps):
         values = [f"v{s}_{j}" for j in range(sweep.count)]
         partials = [f"u{s}_{j}" for j in range(sweep.count)]
         accs = [f"acc{s}_{j}" for j in range(sweep.count)]
         start = "float64(0.0)" if sweep.op == "sum" else "float64(-math.inf)"
         body += [f"{u} = {start}" for u in partials]
-        call = f"sweep{s}({', '.join(column + results + params + flags)})"
+        call = f"sweep{s}({', '.join(args['values'] + results + tail)})"
+        calls.append(call)
         body.append("for c in range(tid, columns, THREADS):")
         body.append(f"    {', '.join(values)} = {call}")
         for v, u in zip(values, partials, strict=True):
             if sweep.op == "sum":
                 body.append(f"    {u} += float64(a0.dtype.type({v}))")
             else:
-                body += [f"    w = float64({v})", f"    if w > {u} or w != w:", f"        {u} = w"]
+                body += [
+                    f"    w = float64(a0.dtype.type({v}))",
+                    f"    if w > {u} or w != w:",
+                    f"        {u} = w",
+                ]
         body += [f"{a}[tid] = {u}" for a, u in zip(accs, partials, strict=True)]
         is_sum = sweep.op == "sum"
         body += _tree(accs if is_sum else [], [] if is_sum else accs, threads)
         totals = [f"t{s}_{j}" for j in range(sweep.count)]
         body += [f"{t} = {a}[0]" for t, a in zip(totals, accs, strict=True)]
         results += totals
-    row_scalars = [f"r{j}[i]" for j in range(spec.row_inputs)]
+    scales = [f"s_{s}" for s in spec.scales] if with_grad else ["0.0"] * len(spec.scales)
+    row_args = results + row_scalars + args["views"] + args["columns"] + scales + tail
+    outs = [f"o{j}" for j in range(spec.outputs)]
     body.append("if tid == 0:")
-    body.append(f"    loss, coef = row_value({', '.join(results + row_scalars + params + flags)})")
-    body.append("    row_loss[i] = loss")
+    body.append(f"    {', '.join(outs)}, coef = row_value({', '.join(row_args)})")
+    body += [f"    out{j}[i] = {o}" for j, o in enumerate(outs)]
     if with_grad:
         body += [f"    coefs[{j}] = coef[{j}]" for j in range(spec.coefficients)]
         body.append("cuda.syncthreads()")
         coefs = [f"k{j}" for j in range(spec.coefficients)]
-        body += [f"k{j} = a0.dtype.type(coefs[{j}] * scale)" for j in range(spec.coefficients)]
-        targets = [f"g{j}[i, c]" for j in spec.grads]
+        body += [f"k{j} = a0.dtype.type(coefs[{j}])" for j in range(spec.coefficients)]
         body.append("for c in range(tid, columns, THREADS):")
-        call = f"grad({', '.join(column + coefs + params + flags)})"
-        body.append(f"    {', '.join(targets)} = {call}")
+        staged: list[str] = []
+        if spec.staged:  # the last sweep's values again, rounded as the CPU stages them
+            last = spec.sweeps[-1]
+            staged = [f"st{j}" for j in range(last.count)]
+            body.append(f"    {', '.join(staged)} = {calls[-1]}")
+            staged = [f"a0.dtype.type({v})" for v in staged]
+        call = f"grad({', '.join(args['values'] + staged + coefs + tail)})"
+        body.append(f"    {', '.join(f'{g}[i, c]' for g in grads)} = {call}")
     lines = [
         "@cuda.jit(cache=CACHE)",
-        f"def {kind}({', '.join(arrays + row_arrays + params + outputs)}):",
+        f"def {kind}({', '.join(signature(spec, with_grad))}):",
     ]
     lines += ["    " + line for line in body]
     return "\n".join(lines) + "\n"
 
 
-def module_source(spec: RowSpec, flags: tuple[bool, ...], threads: int) -> str:
+def host(array):
+    """Under the CUDA simulator, the NumPy array behind a kernel's array argument or view."""
+    array = getattr(array, "_item", array)
+    return getattr(array, "_ary", array)
+
+
+def module_source(spec: RowSpec, flags: tuple[bool, ...], threads: int, simulator: bool) -> str:
     """Source of the generated CUDA module of ``spec`` for these flag values and block size."""
     functions = [(f"sweep{s}", sweep.point) for s, sweep in enumerate(spec.sweeps)]
     functions += [("row_value", spec.row), ("grad", spec.grad)]
+    if spec.skip is not None:
+        functions.append(("skip", spec.skip))
     header = [
         f'"""CUDA row kernels of {spec.name} generated by fastloss.kernels.cuda.rows; do not '
         'edit."""',
@@ -172,6 +203,7 @@ def module_source(spec: RowSpec, flags: tuple[bool, ...], threads: int) -> str:
         "",
         "from fastloss.kernels._cache import enabled",
         "from fastloss.kernels.cuda.elementwise import device_function",
+        "from fastloss.kernels.cuda.rows import host",
     ]
     header += [f"from {f.__module__} import {f.__name__} as _{alias}" for alias, f in functions]
     header.append("")
@@ -180,7 +212,7 @@ def module_source(spec: RowSpec, flags: tuple[bool, ...], threads: int) -> str:
     for name, value in zip(spec.flags, flags, strict=True):
         header.append(f"FLAG_{name.upper()} = {bool(value)}")
     parts = ["\n".join(header) + "\n"]
-    parts += [_kernel_source(spec, with_grad, threads) for with_grad in (False, True)]
+    parts += [_kernel_source(spec, with_grad, threads, simulator) for with_grad in (False, True)]
     return "\n\n".join(parts)
 
 
@@ -191,11 +223,14 @@ def kernels(spec: RowSpec, flags: tuple[bool, ...] = ()) -> ModuleType:
     """The generated CUDA module of ``spec`` for these flag values at the current block size
     (memoised, thread-safe). Its ``value_rows`` and ``value_grad_rows`` compile on first launch
     and cache on disk; its ``THREADS`` is the block size to launch them with."""
+    from numba.core import config
+
     threads = threads_per_block()
+    simulator = bool(config.ENABLE_CUDASIM)
 
     def build():
         check_flags(spec.name, spec.flags, flags)
-        stem = f"cuda_{module_stem(spec, flags)}_t{threads}"
-        return load_module(stem, module_source(spec, flags, threads))
+        stem = f"cuda_{module_stem(spec, flags)}_t{threads}{'_sim' if simulator else ''}"
+        return load_module(stem, module_source(spec, flags, threads, simulator))
 
-    return memoised(("cuda_rows", spec, flags, threads), build)
+    return memoised(("cuda_rows", spec, flags, threads, simulator), build)
