@@ -15,6 +15,12 @@ ratios are medians of the per-round ratios:
 
 Bytes of a run: logits read once plus gradient written once (8 bytes per float32 element);
 the triad moves 12 bytes per element (two reads, one write).
+
+The fused peers, where installed, run in the same rounds on the same arrays: ``torch.compile``
+of ``F.cross_entropy`` with its backward (Inductor, compiled before timing) and
+``jax.jit(jax.value_and_grad(...))`` of the same cross-entropy (``jax[cpu]``, in the bench
+extra; its result waited for with ``block_until_ready``). Their ratios are fastloss's speed-up
+over them (``x compile``, ``x jax``).
 """
 
 from __future__ import annotations
@@ -41,6 +47,49 @@ def _time(fn, reset=None) -> float:
     t0 = time.perf_counter()
     fn()
     return time.perf_counter() - t0
+
+
+def _compiled_torch(torch, F, xt, tt):
+    """``torch.compile``'s forward+backward of the cross-entropy, or None where it cannot
+    compile here (no C++ compiler)."""
+    try:
+        compiled = torch.compile(lambda x, t: F.cross_entropy(x, t))
+
+        def run():
+            compiled(xt, tt).backward()
+
+        for _ in range(2):
+            xt.grad = None
+            run()
+        return run
+    except Exception as error:  # Inductor needs a working toolchain
+        print(f"torch.compile: skipped ({type(error).__name__}: {error})", file=sys.stderr)
+        return None
+
+
+def _jax_runner(x: np.ndarray, target: np.ndarray):
+    """``jax.jit(jax.value_and_grad(cross_entropy))`` on the same arrays, or None without JAX."""
+    try:
+        import jax
+        import jax.numpy as jnp
+    except ImportError:
+        return None
+
+    def loss(logits, labels):
+        lse = jax.nn.logsumexp(logits, axis=1)
+        picked = jnp.take_along_axis(logits, labels[:, None], axis=1)[:, 0]
+        return jnp.mean(lse - picked)
+
+    step = jax.jit(jax.value_and_grad(loss))
+    xj, tj = jnp.asarray(x), jnp.asarray(target.astype(np.int32))
+
+    def run():
+        value, grad = step(xj, tj)
+        grad.block_until_ready()
+
+    run()
+    run()
+    return run
 
 
 def cross_entropy_case(rows: int, classes: int, rounds: int, torch, F) -> dict:
@@ -83,11 +132,15 @@ def cross_entropy_case(rows: int, classes: int, rounds: int, torch, F) -> dict:
     loss_err = abs(float(check_loss) - ref.item()) / abs(ref.item())
     grad_err = float(np.max(np.abs(check_grad - xt.grad.numpy())))
 
-    times = {"fastloss": [], "inplace": [], "torch": [], "triad": []}
+    peers = {"compile": _compiled_torch(torch, F, xt, tt), "jax": _jax_runner(x, target)}
+    peers = {name: run for name, run in peers.items() if run is not None}
+    times = {"fastloss": [], "inplace": [], "torch": [], "triad": [], **{p: [] for p in peers}}
     for _ in range(rounds):
         times["fastloss"].append(_time(fast))
         times["inplace"].append(_time(fast_inplace, refill))
         times["torch"].append(_time(reference, reset_torch))
+        for name, run in peers.items():
+            times[name].append(_time(run, reset_torch))
         times["triad"].append(_time(triad.run))
     nbytes = 8 * x.size
     tbytes = 12 * x.size
@@ -109,6 +162,11 @@ def cross_entropy_case(rows: int, classes: int, rounds: int, torch, F) -> dict:
         "loss_rel_err": loss_err,
         "grad_max_abs_err": grad_err,
     }
+    for name in peers:
+        row[f"{name}_ms"] = 1e3 * median(times[name])
+        row[f"x_{name}"] = median(
+            p / f for p, f in zip(times[name], times["fastloss"], strict=True)
+        )
     row["gbps"] = nbytes / row["fastloss_ms"] * 1e-6
     return row
 
@@ -201,6 +259,12 @@ def main(argv=None) -> int:
                 f"  {r['loss']} {r['shape']}: loss rel err {r['loss_rel_err']:.1e}, grad max abs "
                 f"err {r['grad_max_abs_err']:.1e}, x torch in place {r['x_torch_inplace']:.1f}"
             )
+        for name in ("compile", "jax"):
+            if f"x_{name}" in r:
+                print(
+                    f"  {r['loss']} {r['shape']}: {name} {r[f'{name}_ms']:.1f} ms, fastloss "
+                    f"x{r[f'x_{name}']:.2f}"
+                )
     if args.json:
         Path(args.json).write_text(json.dumps({"rows": rows}, indent=1))
     return 0
