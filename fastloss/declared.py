@@ -106,6 +106,7 @@ class Elementwise:
         if self.legacy:
             names += ["size_average: bool | None = None", "reduce: bool | None = None"]
         names += ['reduction: str = "mean"', "*", "return_grad: bool = False"]
+        names += ["return_hess: bool = False", "out: np.ndarray | None = None"]
         return ["input: ArrayLike", "target: ArrayLike", *names]
 
     def resolve(self, values: tuple) -> tuple[tuple[float, ...], tuple[bool, ...]]:
@@ -139,6 +140,9 @@ def _run(declaration: Elementwise, arrays, values, reduction, return_grad, retur
 
 def _check_fits(input: object, target: object) -> None:
     """``target`` broadcasts to the shape of ``input`` (device arrays too: shapes only)."""
+    x_shape = getattr(input, "shape", None)
+    if x_shape is not None and x_shape == getattr(target, "shape", None):
+        return  # the common case, at no cost
     x_shape, t_shape = np.shape(input), np.shape(target)
     try:
         fits = np.broadcast_shapes(x_shape, t_shape) == x_shape
@@ -163,12 +167,7 @@ def source(name: str, declaration: Elementwise) -> str:
             raise ValueError(f"{name}: option name {option.name!r} is reserved or invalid")
         if option.kind not in ("real", "bool"):
             raise ValueError(f"{name}: option kind {option.kind!r}, expected 'real' or 'bool'")
-    parameters = declaration.parameters()
-    parameters += [
-        "return_hess: bool = False",
-        "out: np.ndarray | None = None",
-    ]
-    signature = ",\n".join(f"        {p}" for p in parameters)
+    signature = ",\n".join(f"        {p}" for p in declaration.parameters())
     values = "".join(f"{o.name}, " for o in declaration.options)
     reduction = (
         "legacy_reduction(size_average, reduce, reduction)" if declaration.legacy else "reduction"
