@@ -95,24 +95,18 @@ def run(
     wanted = [np.dtype(grad_dtypes[j]) for j in spec.grads]
     outs = _cuda._check_out(out, return_grad, [shape] * len(spec.grads), wanted)
     plan = _cuda._Plan(ops[0].kind == "cupy", _cuda._launch_stream([*ops, *row_ops]))
-    module = _factory().kernels(spec, tuple(flags))
     rows = math.prod(batch_shape)
     matrix = (rows, shape[-1])
     matrices = [_flat(plan, op, dtype).reshape(matrix) for op in ops]
     row_arrays = [_flat(plan, op, F64) for op in row_ops]
-    values = tuple(np.float64(p) for p in params)
-    row_loss = plan.empty((rows,), F64)
-    grid = (rows, module.THREADS, plan.stream)
+    values = tuple(float(p) for p in params)
+    scales = None
+    buffers: list = []
     if return_grad:
         operands = [*matrices, *row_arrays]
         buffers = [_buffer(plan, outs, j, matrix, dtype, operands) for j in range(len(outs))]
-        scale = (1.0 / rows if rows else math.inf) if reduction == "mean" else 1.0
-        if rows:
-            module.value_grad_rows[grid](
-                *matrices, *row_arrays, *values, np.float64(scale), *buffers, row_loss
-            )
-    elif rows:
-        module.value_rows[grid](*matrices, *row_arrays, *values, row_loss)
+        scales = ((1.0 / rows if rows else math.inf) if reduction == "mean" else 1.0,)
+    (row_loss,) = launch(plan, spec, flags, (*matrices, *row_arrays), values, scales, buffers)
     if reduction == "none":
         value = plan.store(row_loss, batch_shape, "C", None, dtype)
     else:
@@ -133,6 +127,33 @@ def run(
             destination = None if target is None else target.value
             results.append(plan.store(buffer, shape, "C", destination, grad_dtype))
     return value, tuple(results)
+
+
+def launch(plan: _cuda._Plan, spec, flags, arrays: Sequence, params: Sequence, scales, grads):
+    """Launch ``spec``'s CUDA kernel (a block per row) on ``arrays`` (the ``(rows, D)`` input
+    matrices, C-contiguous in one floating dtype, the int64 or float64 ``(rows,)`` per-row
+    arrays, the ``(D,)`` column arrays, in the spec's order) with the runtime ``params``
+    (integers as int64, the others as float64); with ``scales`` (the gradient's, one per
+    ``spec.scales``, float64) the gradients go into ``grads`` (``(rows, D)`` matrices, each may
+    be exactly its input). Returns the per-row float64 outputs (the loss first), new device
+    arrays. The twin of :func:`fastloss._rows.launch`; nothing waits for the device."""
+    module = _factory().kernels(spec, tuple(flags))
+    rows = arrays[0].shape[0]
+    outputs = [plan.empty((rows,), F64) for _ in range(spec.outputs)]
+    values = tuple(_param(p) for p in params)
+    if rows and scales is None:
+        module.value_rows[rows, module.THREADS, plan.stream](*arrays, *values, *outputs)
+    elif rows:
+        factors = tuple(np.float64(s) for s in scales)
+        kernel = module.value_grad_rows[rows, module.THREADS, plan.stream]
+        kernel(*arrays, *values, *factors, *grads, *outputs)
+    return outputs
+
+
+def _param(value):
+    if isinstance(value, int | np.integer) and not isinstance(value, bool | np.bool_):
+        return np.int64(value)
+    return np.float64(value)
 
 
 def _flat(plan: _cuda._Plan, op: _cuda._Operand, dtype: np.dtype):

@@ -3,9 +3,11 @@
 
     python -m pytest tests/cuda_keras_compile_cases.py
 
-``keras_rows`` and ``masked_norm`` are typed and lowered to LLVM IR for sm_90 with the argument
-types :mod:`fastloss._cuda_softmax` passes (and compiled to PTX when NVVM is available); no
-approximate ``__nv_fast_*`` function may appear.
+The row kernels that :mod:`fastloss.kernels.cuda.rows` generates from the declarations of
+Keras's probability cross-entropies in :mod:`fastloss.kernels.softmax` (categorical and focal
+from probabilities, focal from logits, sparse), with and without the focal flag, are typed and
+lowered to LLVM IR for sm_90 with the argument types :mod:`fastloss._cuda_softmax` passes (and
+compiled to PTX when NVVM is available); no approximate ``__nv_fast_*`` function may appear.
 """
 
 from __future__ import annotations
@@ -18,29 +20,33 @@ if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
     pytest.skip("compiles for the real CUDA target, not the simulator", allow_module_level=True)
 pytest.importorskip("numba_cuda")
 
-# the CC patch, the NVVM probe and the checks are the regression compile cases' own
-from cuda_compile_cases import arr, check  # noqa: E402, I001
-from numba import types  # noqa: E402
+# the CC patch, the NVVM probe and the checks are the softmax compile cases' own
+from cuda_compile_cases import check  # noqa: E402, I001
+from cuda_softmax_compile_cases import F32, F64, cases, signatures  # noqa: E402
 
-from fastloss.kernels.cuda import softmax  # noqa: E402
+import fastloss.kernels.cuda.rows as cuda_rows  # noqa: E402
+from fastloss.kernels import softmax as specs  # noqa: E402
 
-F32, F64, I64, B = types.float32, types.float64, types.int64, types.boolean
-
-
-def keras_args(dtype, target=I64):
-    args = [arr(dtype, 3), arr(dtype, 3), arr(target), B, B, I64]
-    args += [dtype] * 6  # smoothing, spread, alpha, gamma, low, high
-    return args + [I64, arr(F64), B, arr(dtype, 3), arr(F64)]
+SPECS = [specs.KERAS_PROBS, specs.KERAS_FOCAL_LOGITS, specs.KERAS_SPARSE]
 
 
-@pytest.mark.parametrize("dtype", [F32, F64], ids=["f32", "f64"])
-@pytest.mark.parametrize("target", [I64, types.int32, types.uint8])
-def test_keras_rows(dtype, target):
-    exp = "__nv_expf" if dtype == F32 else "__nv_exp"
-    log = "__nv_logf" if dtype == F32 else "__nv_log"
-    check(softmax.kernels(256).keras_rows, keras_args(dtype, target), expect=(exp, log))
+@pytest.mark.parametrize("spec, flags", list(cases(SPECS)))
+def test_spec_kernels(spec, flags):
+    """Both kernels in both dtypes, each calling libdevice's precise ``log`` in the input's
+    precision, and ``exp`` where there is a softmax or a focal power."""
+    module = cuda_rows.kernels(spec, flags)
+    for dtype in (F32, F64):
+        log = "__nv_logf" if dtype == F32 else "__nv_log"
+        exp = "__nv_expf" if dtype == F32 else "__nv_exp"
+        powers = spec is specs.KERAS_FOCAL_LOGITS or any(flags)
+        expect = (log, exp) if powers else (log,)
+        for kind, argtypes in signatures(spec, dtype).items():
+            check(getattr(module, kind), argtypes, expect=expect)
 
 
-def test_masked_norm_and_small_block():
-    check(softmax.kernels(256).masked_norm, [arr(F64)])
-    check(softmax.kernels(4).keras_rows, keras_args(F32))
+def test_small_block(monkeypatch):
+    """The trees of a block of 4 threads (the simulator's size)."""
+    monkeypatch.setattr(cuda_rows, "THREADS_PER_BLOCK", 4)
+    module = cuda_rows.kernels(specs.KERAS_FOCAL_LOGITS, (True,))
+    assert module.THREADS == 4
+    check(module.value_grad_rows, signatures(specs.KERAS_FOCAL_LOGITS, F32)["value_grad_rows"])

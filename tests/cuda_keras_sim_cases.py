@@ -20,10 +20,15 @@ if os.environ.get("NUMBA_ENABLE_CUDASIM") != "1":
 
 from numba import cuda  # noqa: E402
 
+import fastloss.kernels.cuda.elementwise as cuda_factory  # noqa: E402
+import fastloss.kernels.cuda.rows as cuda_rows  # noqa: E402
 import fastloss.kernels.cuda.softmax as cuda_softmax  # noqa: E402
 from fastloss import softmax as api  # noqa: E402
 
 cuda_softmax.THREADS_PER_BLOCK = 4
+cuda_rows.THREADS_PER_BLOCK = 4
+cuda_factory.THREADS_PER_BLOCK = 4
+cuda_factory.ITEMS_PER_THREAD = 2
 
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
 
@@ -249,3 +254,37 @@ def test_refusals():
                 cuda.to_device(bad),
                 from_logits=from_logits,
             )
+
+
+@pytest.mark.parametrize("from_logits", [False, True])
+def test_strided_out_and_labels(from_logits):
+    """A gradient into a strided ``out`` (a buffer, then a device copy) and ``(N, d, 1)``
+    labels that are not contiguous (their trailing axis dropped, then a device copy)."""
+    shape = (3, 2, CLASSES)
+    x = predictions(shape, np.float32, from_logits)
+    y = soft_targets(shape, np.float32)
+    t = labels(shape[:-1])
+    for fn, target, device_target in (
+        (api.categorical_crossentropy, y, cuda.to_device(y)),
+        (api.categorical_focal_crossentropy, y, cuda.to_device(y)),
+        (
+            api.sparse_categorical_crossentropy,
+            t,
+            cuda.to_device(np.stack([t, t], -1))[:, :, :1],
+        ),
+    ):
+        want_loss, want_grad = fn(
+            x, target, from_logits=from_logits, reduction="sum", return_grad=True
+        )
+        out = cuda.to_device(np.zeros((2, 3, CLASSES), np.float32)).transpose((1, 0, 2))
+        got_loss, got_grad = fn(
+            cuda.to_device(x),
+            device_target,
+            from_logits=from_logits,
+            reduction="sum",
+            return_grad=True,
+            out=out,
+        )
+        assert got_grad is out
+        assert_close(got_loss, want_loss, np.float32, f"{fn.__name__} loss")
+        assert_close(out, want_grad, np.float32, f"{fn.__name__} grad")

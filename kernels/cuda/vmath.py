@@ -27,9 +27,10 @@ from numba import cuda  # noqa: F401  (makes sure the CUDA target is registered)
 from numba.cuda import types
 from numba.cuda.extending import overload
 
+from ..softmax import exp_shifted
 from ..vmath import exp, exp2_nonpos, exp_nonpos, log, log1p, log1p_unit
 
-__all__ = ["exp", "exp2_nonpos", "exp_nonpos", "log", "log1p", "log1p_unit"]
+__all__ = ["exp", "exp2_nonpos", "exp_nonpos", "exp_shifted", "log", "log1p", "log1p_unit"]
 
 
 def _accepts(x):
@@ -83,4 +84,13 @@ def _cuda_exp2_nonpos(x):
 def _cuda_log1p_unit(x):
     if _accepts(x):
         return lambda x: math.log1p(x)
+    return None
+
+
+# the softmax numerators exp(x - max): the CPU squares a half-range exp in float32 to reach 0
+# below -104 without the general exp's range handling; libdevice's exp reaches it on its own
+@overload(exp_shifted, target="cuda", jit_options=_OPTIONS)
+def _cuda_exp_shifted(x):
+    if isinstance(x, types.Float):
+        return lambda x: math.exp(x)
     return None
