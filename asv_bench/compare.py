@@ -482,7 +482,13 @@ def small_mode(args) -> dict:
     t = np.array([1.0, 1.0, 1.5])
     number, rounds = 2000, max(args.repeats, 15)
     rows = []
-    arrays = {"a": p, "b": t, "u": np.array([0.7, 1.0, 2.5]), "c": np.array([0.0, 1.0, 3.0])}
+    arrays = {
+        "a": p,
+        "b": t,
+        "u": np.array([0.7, 1.0, 2.5]),
+        "c": np.array([0.0, 1.0, 3.0]),
+        "s": np.array([1.0, -1.0, 1.0]),
+    }
     for name in args.losses:
         loss = common.BY_NAME[name]
         fast_f = common.prepare(loss, "fastloss", "forward", arrays).run

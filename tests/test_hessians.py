@@ -22,7 +22,7 @@ import fastloss
 from fastloss import _elementwise
 from fastloss.registry import LOSSES
 
-FAMILIES = ("fastloss.regression", "fastloss.binary", "fastloss.divergence")
+FAMILIES = ("fastloss.regression", "fastloss.binary", "fastloss.divergence", "fastloss.declared")
 ELEMENTWISE = sorted(n for n, info in LOSSES.items() if info.function.__module__ in FAMILIES)
 N = 40
 
@@ -124,6 +124,10 @@ def _log_probabilities(rng, shape):
     return {"input": rng.standard_normal(shape), "target": rng.uniform(0.0, 1.0, shape)}
 
 
+def _signs(rng, shape):
+    return {"input": 2 * rng.standard_normal(shape), "target": rng.choice([-1.0, 1.0], shape)}
+
+
 CASES = [
     Case("mse_loss", make=_normal, weighted=True),
     Case("l1_loss", make=_normal, fd=False, weighted=True),
@@ -191,6 +195,10 @@ CASES = [
     ),
     Case("kl_div", make=_log_probabilities),
     Case("kl_div", {"log_target": True}, _normal, label="log-target"),
+    # piecewise linear: sklearn's AbsoluteError convention, 1, not the derivative's 0
+    Case("hinge_embedding_loss", make=_signs, fd=False),
+    Case("hinge_embedding_loss", {"margin": 0.5}, _signs, fd=False, label="margin0.5"),
+    Case("soft_margin_loss", make=_signs),
 ]
 CASE_PARAMS = [pytest.param(case, id=case.id) for case in CASES]
 
@@ -210,7 +218,7 @@ def _first(arrays: dict) -> str:
 
 def test_every_elementwise_loss_is_covered():
     assert {case.loss for case in CASES} == set(ELEMENTWISE)
-    assert len(ELEMENTWISE) == 16
+    assert len(ELEMENTWISE) == 18
 
 
 # --- finite differences of fastloss's own gradient -----------------------------------------
