@@ -49,11 +49,15 @@ def _module():
     return _kernels
 
 
-def _launch(spec_name: str, flags: tuple, arrays: tuple, params: tuple, scales, grad) -> list:
+def _launch(
+    spec_name: str, flags: tuple, arrays: tuple, params: tuple, scales, grad, hess=None
+) -> list:
     """The row kernel of the declaration ``spec_name`` (:mod:`fastloss.kernels.softmax`): the
-    per-row float64 outputs, the gradient into ``grad`` when ``scales`` are given."""
+    per-row float64 outputs, the gradient into ``grad`` (and the Hessian's diagonal into
+    ``hess``) when ``scales`` are given."""
     spec = getattr(_module(), spec_name)
-    return _rows.launch(spec, flags, arrays, params, scales, () if grad is None else (grad,))
+    outputs = tuple(a for a in (grad, hess) if a is not None)
+    return _rows.launch(spec, flags, arrays, params, scales, outputs)
 
 
 def _scale(reduction: str, denominator: float, return_grad: bool):
@@ -256,6 +260,7 @@ def _index_rows_call(
     mean_over: float | None = None,
     return_grad: bool,
     out: object,
+    hess: bool = False,
 ):
     count, row_weights = _checked_targets(flat_target, rows, ignore_index, weight, has_weight)
     scalar = rows.dtype.type
@@ -269,17 +274,19 @@ def _index_rows_call(
             "z-loss is not supported (the two means have different denominators)"
         )
     grad = rows.grad_buffer(out, weight, flat_target) if return_grad else None
+    second = np.empty(rows.matrix.shape, rows.dtype) if hess else None
     weight_sum = float(np.sum(weight, dtype=np.float64)) if has_weight else float(rows.classes)
     scales = None
     if return_grad:
         scales = (_scale(reduction, denominator, True), _scale(reduction, z_count, True))
     row_loss, row_z = _launch(
-        "CROSS_ENTROPY_SMOOTHED" if smoothing else "CROSS_ENTROPY",
+        ("CROSS_ENTROPY_SMOOTHED" if smoothing else "CROSS_ENTROPY") + ("_HESS" if hess else ""),
         (has_weight, softcap > 0, z_scale != 0, mode == _FOCAL),
         (rows.matrix, flat_target, weight),
         (np.int64(ignore_index), weight_sum, smoothing, softcap, z_scale, alpha, gamma),
         scales,
         grad,
+        second,
     )
     mean = (count, row_weights, denominator)
     if reduction == "mean" and z_scale:
@@ -290,17 +297,36 @@ def _index_rows_call(
     else:
         loss = _reduce_rows(row_loss, rows, reduction, *mean)
         z = _reduce_rows(row_z, rows, reduction, z_count, part=False)
-    return loss, z, (rows.finish_grad(grad, out) if return_grad else None)
+    return loss, z, _finished(rows, grad, out, return_grad), _finished(rows, second, None, hess)
+
+
+def _finished(rows: _Rows, grad, out, wanted: bool):
+    return rows.finish_grad(grad, out) if wanted else None
 
 
 def _finish(result: tuple, return_z_loss: bool, return_grad: bool):
-    loss, z, grad = result
+    loss, z, grad, hess = result if len(result) == 4 else (*result, None)
     values = [loss]
     if return_z_loss:
         values.append(z)
     if return_grad:
         values.append(grad)
+    if hess is not None:
+        values.append(hess)
     return values[0] if len(values) == 1 else tuple(values)
+
+
+def _check_hess(return_hess: object, device: bool, unsupported: str | None = None) -> bool:
+    """``return_hess`` checked (a bool); NotImplementedError where its diagonal is not given."""
+    return_hess = check_option(return_hess, "return_hess", "bool")
+    if return_hess and device:
+        raise NotImplementedError(
+            "return_hess: second derivatives are computed on the CPU only; device arrays "
+            "support return_grad, not return_hess yet"
+        )
+    if return_hess and unsupported:
+        raise NotImplementedError(f"return_hess: not available {unsupported} yet")
+    return return_hess
 
 
 def _check_smoothing(label_smoothing: object) -> float:
@@ -347,6 +373,7 @@ def cross_entropy(
     z_loss_scale: float = 0.0,
     return_z_loss: bool = False,
     return_grad: bool = False,
+    return_hess: bool = False,
     out: np.ndarray | None = None,
 ):
     r"""Cross-entropy between logits and class indices or class probabilities.
@@ -402,12 +429,17 @@ def cross_entropy(
         Also return the z-loss (already included in the loss).
     return_grad : bool
         Also return the gradient with respect to ``input``.
+    return_hess : bool
+        Also return the diagonal of the Hessian with respect to ``input``,
+        :math:`A\, p_c (1 - p_c)` with :math:`A` the gradient's coefficient of :math:`p_c`
+        (scaled by the reduction as the gradient is; scikit-learn's ``HalfMultinomialLoss``
+        diagonal); implies ``return_grad``. Not with ``softcap`` or ``z_loss_scale``.
     out : ndarray, optional
         Receives the gradient; may be ``input`` itself.
 
     Returns
     -------
-    loss, or a tuple ``(loss, [z_loss], [grad])``
+    loss, or a tuple ``(loss, [z_loss], [grad], [hess])``
         A scalar of the compute dtype, or per-row losses for ``reduction="none"``.
 
     Raises
@@ -434,7 +466,6 @@ def cross_entropy(
            [-0.1674,  0.1224,  0.045 ]])
     """
     reduction = check_reduction(legacy_reduction(size_average, reduce, reduction))
-    return_grad = _check_grad_options(return_grad, out)
     return_z_loss = check_option(return_z_loss, "return_z_loss", "bool")
     ignore_index = check_option(ignore_index, "ignore_index", "int")
     smoothing = _check_smoothing(label_smoothing)
@@ -442,6 +473,12 @@ def cross_entropy(
     if cap == np.inf:
         cap = 0.0  # s tanh(x / s) -> x: no capping
     z_scale = check_option(z_loss_scale, "z_loss_scale", low=0.0)
+    hess = _check_hess(
+        return_hess,
+        is_device_array(input),
+        "with softcap" if cap else ("with z_loss_scale" if z_scale else None),
+    )
+    return_grad = _check_grad_options(return_grad or hess, out)
     if is_device_array(input):  # CuPy or any __cuda_array_interface__: CUDA kernels
         from fastloss import _cuda_softmax
 
@@ -483,6 +520,7 @@ def cross_entropy(
             return_grad,
             out,
             z_scale=z_scale,
+            hess=hess,
         )
         return _finish(result, return_z_loss, return_grad)
     flat = _index_target(t, rows)
@@ -498,29 +536,42 @@ def cross_entropy(
         z_scale=z_scale,
         return_grad=return_grad,
         out=out,
+        hess=hess,
     )
     return _finish(result, return_z_loss, return_grad)
 
 
 def _prob_call(
-    rows, probs, weight, has_weight, smoothing, spread, reduction, return_grad, out, z_scale=0.0
+    rows,
+    probs,
+    weight,
+    has_weight,
+    smoothing,
+    spread,
+    reduction,
+    return_grad,
+    out,
+    z_scale=0.0,
+    hess=False,
 ):
     """Cross-entropy against probability rows ``probs`` (laid out as ``rows.matrix``)."""
     count = float(rows.rows)
     denominator = count if reduction == "mean" else 1.0
     grad = rows.grad_buffer(out, probs, weight) if return_grad else None
+    second = np.empty(rows.matrix.shape, rows.dtype) if hess else None
     scale = _scale(reduction, denominator, return_grad)
     row_loss, row_z = _launch(
-        "CROSS_ENTROPY_PROBS",
+        "CROSS_ENTROPY_PROBS" + ("_HESS" if hess else ""),
         (has_weight, z_scale != 0),
         (rows.matrix, probs, weight),
         (1.0 - smoothing, spread, z_scale),
         None if scale is None else (scale, scale),
         grad,
+        second,
     )
     loss = _reduce_rows(row_loss, rows, reduction, count)
     z = _reduce_rows(row_z, rows, reduction, count, part=False)
-    return loss, z, (rows.finish_grad(grad, out) if return_grad else None)
+    return loss, z, _finished(rows, grad, out, return_grad), _finished(rows, second, None, hess)
 
 
 def nll_loss(
@@ -533,6 +584,7 @@ def nll_loss(
     reduction: str = "mean",
     *,
     return_grad: bool = False,
+    return_hess: bool = False,
     out: np.ndarray | None = None,
 ):
     r"""Negative log-likelihood of log-probabilities, as ``torch.nn.functional.nll_loss``.
@@ -544,10 +596,12 @@ def nll_loss(
 
     Rows whose target is ``ignore_index`` contribute 0; ``"mean"`` divides by the sum of
     :math:`w_{t_i}` over the rows not ignored. Shapes, dtypes and errors as
-    :func:`cross_entropy` with class-index targets.
+    :func:`cross_entropy` with class-index targets. The loss is linear in ``input``:
+    ``return_hess=True`` adds its second derivative, zeros.
     """
     reduction = check_reduction(legacy_reduction(size_average, reduce, reduction))
-    return_grad = _check_grad_options(return_grad, out)
+    hess = _check_hess(return_hess, is_device_array(input))
+    return_grad = _check_grad_options(return_grad or hess, out)
     ignore_index = check_option(ignore_index, "ignore_index", "int")
     if is_device_array(input):
         from fastloss import _cuda_softmax
@@ -572,7 +626,10 @@ def nll_loss(
         grad,
     )
     mean = (count, row_weights, denominator)
-    return _loss_and_grad(row_loss, rows, reduction, mean, grad, return_grad, out)
+    result = _loss_and_grad(row_loss, rows, reduction, mean, grad, return_grad, out)
+    if hess:
+        return (*result, np.zeros(rows.shape, rows.grad_dtype))
+    return result
 
 
 def focal_loss(
@@ -739,6 +796,7 @@ def categorical_crossentropy(
     axis: int = -1,
     reduction: str = "mean",
     return_grad: bool = False,
+    return_hess: bool = False,
     out: np.ndarray | None = None,
 ):
     r"""Cross-entropy of predicted class probabilities against target probabilities, as
@@ -755,11 +813,16 @@ def categorical_crossentropy(
 
     ``reduction``: "mean" averages the per-sample losses (Keras's ``sum_over_batch_size``),
     "sum" adds them, "none" returns them (``input``'s shape without ``axis``).
+    ``return_hess=True`` (``from_logits=True`` only) adds the Hessian's diagonal
+    :math:`p_c (1 - p_c) \sum_k y'_k`, scaled as the gradient is.
     """
     reduction = check_reduction(reduction)
-    return_grad = _check_grad_options(return_grad, out)
     smoothing = _check_smoothing(label_smoothing)
     from_logits = check_option(from_logits, "from_logits", "bool")
+    hess = _check_hess(
+        return_hess, is_device_array(input), None if from_logits else "with from_logits=False"
+    )
+    return_grad = _check_grad_options(return_grad or hess, out)
     axis = check_option(axis, "axis", "int")
     if is_device_array(input):
         return _keras_device(
@@ -784,7 +847,7 @@ def categorical_crossentropy(
         ones, has_weight = _class_weight(None, rows)
         spread = _keras_spread(smoothing, rows)
         result = _prob_call(
-            rows, y, ones, has_weight, smoothing, spread, reduction, return_grad, out
+            rows, y, ones, has_weight, smoothing, spread, reduction, return_grad, out, hess=hess
         )
         return _finish(result, False, return_grad)
     return _keras_call(
@@ -813,6 +876,7 @@ def sparse_categorical_crossentropy(
     axis: int = -1,
     reduction: str = "mean",
     return_grad: bool = False,
+    return_hess: bool = False,
     out: np.ndarray | None = None,
 ):
     r"""Cross-entropy of predicted class probabilities against class indices, as
@@ -823,12 +887,17 @@ def sparse_categorical_crossentropy(
     Labels may carry a trailing axis of size 1, and float labels are truncated, as Keras
     does. Samples labelled ``ignore_class`` give 0 and are left out of the mean (Keras's
     mask); without ``ignore_class``, label -100 is skipped as Keras's torch backend skips it.
+    ``return_hess=True`` (``from_logits=True`` only) adds the Hessian's diagonal
+    :math:`p_c (1 - p_c)`, scaled as the gradient is.
     """
     reduction = check_reduction(reduction)
-    return_grad = _check_grad_options(return_grad, out)
     ignore_class = check_option(ignore_class, "ignore_class", "int", none=True)
     ignore = -100 if ignore_class is None else ignore_class
     from_logits = check_option(from_logits, "from_logits", "bool")
+    hess = _check_hess(
+        return_hess, is_device_array(input), None if from_logits else "with from_logits=False"
+    )
+    return_grad = _check_grad_options(return_grad or hess, out)
     axis = check_option(axis, "axis", "int")
     if is_device_array(input):
         return _keras_device(
@@ -866,6 +935,7 @@ def sparse_categorical_crossentropy(
             mean_over=mean_over,
             return_grad=return_grad,
             out=out,
+            hess=hess,
         )
         return _finish(result, False, return_grad)
     return _keras_call(

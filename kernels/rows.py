@@ -222,7 +222,9 @@ def _kernel_source(spec: RowSpec, with_grad: bool, parallel: bool) -> str:
         targets = ", ".join(f"{g}[i, c]" for g in grads)
         # written in place (each gradient exactly over its input), the loop reads the gradient
         # arrays: reading the inputs too, LLVM's overlap check would send it to scalar code
-        own = dict(zip(spec.grads, grads, strict=True))
+        own: dict[int, str] = {}
+        for j, g in zip(spec.grads, grads, strict=True):
+            own.setdefault(j, g)  # an input's first output is its gradient (then a Hessian)
         in_place = [
             f"a{j}[i, c]" if j not in own else f"{own[j]}[i, c]" for j in range(spec.inputs)
         ]

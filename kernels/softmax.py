@@ -228,6 +228,41 @@ CROSS_ENTROPY_SMOOTHED = RowSpec(
 )  # fmt: skip
 
 
+# With the second derivative: the diagonal ``a p_c (1 - p_c)`` of the row's Hessian, ``a`` the
+# gradient's row coefficient (its scale included), beside the gradient (no soft cap, no z-loss,
+# not the focal form: their diagonals have more terms).
+
+
+@njit(**POINT_OPTIONS)
+def index_row_hess(m, s, t, x, w, scale, z_grad_scale, *params):
+    loss, z, coef = _index_row(m, s, 0.0, t, x, w, scale, z_grad_scale, *params)
+    return loss, z, (coef[0], coef[1], coef[2], 1.0 / s)
+
+
+@njit(**POINT_OPTIONS)
+def index_row_smoothed_hess(m, shifted, s, t, x, w, scale, z_grad_scale, *params):
+    loss, z, coef = _index_row(m, s, shifted, t, x, w, scale, z_grad_scale, *params)
+    return loss, z, (coef[0], coef[1], coef[2], 1.0 / s)
+
+
+@njit(**POINT_OPTIONS)
+def index_grad_hess(x, w, c, t, e, r, e_coef, b, inv_s, *rest):
+    """The gradient of :func:`index_grad` and ``r e_c (1 - e_c / s)``."""
+    g = index_grad(x, w, c, t, e, r, e_coef, b, *rest)
+    return g, r * e * (const(x, 1.0) - e * inv_s)
+
+
+CROSS_ENTROPY_HESS = RowSpec(
+    "cross_entropy_hess", 1, (Sweep(index_max, op="max"), Sweep(index_exp)), index_row_hess,
+    index_grad_hess, 4, (0, 0), **_INDEX_OPTIONS,
+)  # fmt: skip
+CROSS_ENTROPY_SMOOTHED_HESS = RowSpec(
+    "cross_entropy_smoothed_hess", 1,
+    (Sweep(index_max, op="max"), Sweep(index_shifted), Sweep(index_exp)),
+    index_row_smoothed_hess, index_grad_hess, 4, (0, 0), **_INDEX_OPTIONS,
+)  # fmt: skip
+
+
 # --- cross-entropy against class probabilities ------------------------------------------------
 # loss = sum_c w_c y'_c (lse - x_c) + z_scale lse**2, y' = keep y + spread; grad_c = p_c (sum_c
 # w_c y'_c + 2 z_scale lse) - w_c y'_c. params: keep, spread, z_scale; flags: weighted, zloss.
@@ -271,6 +306,26 @@ CROSS_ENTROPY_PROBS = RowSpec(
     "cross_entropy_probs", 2, (Sweep(probs_max, op="max"), Sweep(probs_sums, 3)), probs_row,
     probs_grad, 2, (0,), column_inputs=1, params=("keep", "spread", "z_scale"),
     flags=("weighted", "zloss"), scales=("scale", "z_grad_scale"), outputs=2, staged=True,
+)  # fmt: skip
+
+
+@njit(**POINT_OPTIONS)
+def probs_row_hess(m, s, s1, s2, x, y, w, scale, z_grad_scale, *rest):
+    loss, z, coef = probs_row(m, s, s1, s2, x, y, w, scale, z_grad_scale, *rest)
+    return loss, z, (coef[0], coef[1], 1.0 / s)
+
+
+@njit(**POINT_OPTIONS)
+def probs_grad_hess(x, y, w, c, e, v, vd, r, scale, inv_s, *rest):
+    """The gradient of :func:`probs_grad` and ``r e_c (1 - e_c / s)``."""
+    return r * e - scale * v, r * e * (const(x, 1.0) - e * inv_s)
+
+
+CROSS_ENTROPY_PROBS_HESS = RowSpec(
+    "cross_entropy_probs_hess", 2, (Sweep(probs_max, op="max"), Sweep(probs_sums, 3)),
+    probs_row_hess, probs_grad_hess, 3, (0, 0), column_inputs=1,
+    params=("keep", "spread", "z_scale"), flags=("weighted", "zloss"),
+    scales=("scale", "z_grad_scale"), outputs=2, staged=True,
 )  # fmt: skip
 
 
