@@ -736,6 +736,14 @@ def _sparse_target(target: object, rows: _Rows) -> np.ndarray:
         if t.size and np.isnan(t).any():
             where = tuple(int(i) for i in np.argwhere(np.isnan(t))[0])
             raise ValueError(f"target: expected class labels, got NaN at position {where}")
+        # a label outside int64 (inf, 1e30) would cast to -2**63 and be reported as that
+        wide = ~((t > -9.3e18) & (t < 9.2e18))  # float64 rounds 2**63 - 1 up to 2**63
+        if t.size and wide.any():
+            where = tuple(int(i) for i in np.argwhere(wide)[0])
+            raise IndexError(
+                f"target: class label {float(t[where])} at position {where} is out of range "
+                f"[0, {rows.classes})"
+            )
         t = t.astype(np.int64)  # Keras casts labels to int64 (truncating)
     return _index_target(t, rows)
 
