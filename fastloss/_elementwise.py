@@ -71,11 +71,17 @@ def run_plain(
     """The common case without the general planning, or ``None`` when it does not apply.
 
     Applies to NumPy arrays of one float32/float64 dtype and one shape, all C-contiguous, with
-    no weight and no ``out``: small inputs then cost little more than the kernel call.
+    no weight and no ``out``: small inputs then cost little more than the kernel call. While an
+    :class:`~fastloss.Accumulator` updates, the reduction goes into its state as in
+    :func:`run` (the result is then the running sum), so a chunk costs what a one-shot call
+    on it costs.
     """
     first = arrays[0]
-    if type(first) is not np.ndarray or (reduction != "none" and _reduction.active()):
+    if type(first) is not np.ndarray:
         return None
+    sink = _reduction.active() if reduction != "none" else None
+    if sink is not None and return_hess:
+        return None  # run() refuses it
     dtype = first.dtype
     if dtype not in _FAST_DTYPES or not first.flags.c_contiguous:
         return None
@@ -106,6 +112,9 @@ def run_plain(
         scale = scalar(1.0 / n if n and mean else 1.0)
         total = _reduce(module, "reduce_value_grad_hess", n, (*flat, *typed, scale, *outputs))
         return scalar(divide(total, n) if mean else total), grad, hess
+    if sink is not None:
+        return _accumulate_plain(sink, kernel_spec, module, flat, typed, shape, reduction,
+                                 return_grad)  # fmt: skip
     if reduction == "none":
         loss = np.empty(shape, dtype)
         if not return_grad:
@@ -129,6 +138,27 @@ def run_plain(
         module, "reduce_value_grad", n, (*flat, *typed, scale, *[g.reshape(-1) for g in grads])
     )
     value = scalar(divide(total, n) if mean else total)
+    return value, (grads[0] if len(grads) == 1 else tuple(grads))
+
+
+def _accumulate_plain(sink, kernel_spec, module, flat, typed: tuple, shape: tuple,
+                      reduction: str, return_grad: bool):  # fmt: skip
+    """:func:`run_plain` while an Accumulator updates: the chunk's sum and count into the
+    sink's quantity, as :func:`run` adds them."""
+    dtype = flat[0].dtype
+    n = flat[0].size
+    grad_args = ()
+    if return_grad:
+        scale = sink.grad_scale(reduction, dtype)  # raises before anything changes
+        grads = [np.empty(shape, dtype) for _ in kernel_spec.grads]
+        grad_args = (scale, *[g.reshape(-1) for g in grads])
+    quantity = sink.quantity("loss", reduction, kernel_spec.log_factor)
+    kind = "reduce_value_grad" if return_grad else "reduce_value"
+    total = _reduction.accumulate(quantity.sum, module, kind, n, flat, typed, grad_args)
+    quantity.count += n
+    value = dtype.type(total)
+    if not return_grad:
+        return value
     return value, (grads[0] if len(grads) == 1 else tuple(grads))
 
 

@@ -12,7 +12,6 @@ adjacent runs merge into the run that covers both, with the bits the whole run w
 from __future__ import annotations
 
 import math
-from contextlib import contextmanager
 from contextvars import ContextVar
 
 import numpy as np
@@ -31,15 +30,25 @@ def _kernels():
     return _reduction
 
 
+# A run's state is two buffers, so that a fresh state is a copy of this template and an
+# allocation, and a snapshot two copies: the floats are the stack's values (scratch, 0) and the
+# lanes of the segment in progress (sums 0, products 1), the integers the stack's levels and
+# indices.
+_FRESH_FLOATS = np.concatenate([np.zeros(STACK + LANES), np.ones(LANES)])
+# The head of a run that has none: shared, never written (a head is replaced, not grown in
+# place), and of size 0 it could not be.
+_NO_HEAD = np.empty(0)
+
+
+def _buffers() -> tuple[np.ndarray, np.ndarray]:
+    return _FRESH_FLOATS.copy(), np.empty(2 * STACK, np.int64)
+
+
 def fresh_state() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """``(state, levels, indices, values)`` of an empty run: the lanes of a new segment
     (sums 0, products 1) and an empty stack."""
-    floats = np.empty(STACK + 2 * LANES)
-    state = floats[STACK:]
-    state[:LANES] = 0.0
-    state[LANES:] = 1.0
-    ints = np.empty(2 * STACK, np.int64)
-    return state, ints[:STACK], ints[STACK:], floats[:STACK]
+    floats, ints = _buffers()
+    return floats[STACK:], ints[:STACK], ints[STACK:], floats[:STACK]
 
 
 class Partial:
@@ -51,16 +60,23 @@ class Partial:
     """
 
     __slots__ = ("start", "end", "log_factor", "head_v", "head_f", "state", "levels",
-                 "indices", "values", "depth")  # fmt: skip
+                 "indices", "values", "depth", "floats", "ints")  # fmt: skip
+    # what a pickle holds (the buffers are rebuilt from the arrays, their views)
+    _PICKLED = __slots__[:-2]
 
     def __init__(self, start: int = 0, log_factor: bool = False):
         self.start = int(start)
         self.end = int(start)
         self.log_factor = bool(log_factor)
-        self.head_v = np.empty(0)
-        self.head_f = np.empty(0)
-        self.state, self.levels, self.indices, self.values = fresh_state()
+        self.head_v = _NO_HEAD
+        self.head_f = _NO_HEAD
+        self._set_buffers(*_buffers())
         self.depth = 0
+
+    def _set_buffers(self, floats: np.ndarray, ints: np.ndarray) -> None:
+        self.floats, self.ints = floats, ints
+        self.state, self.values = floats[STACK:], floats[:STACK]
+        self.levels, self.indices = ints[:STACK], ints[STACK:]
 
     @property
     def boundary(self) -> int:
@@ -70,30 +86,31 @@ class Partial:
     def _in_head(self) -> bool:
         return self.end < self.boundary
 
-    def head_length(self, n: int) -> int:
-        """How many of the next ``n`` elements are kept raw (they precede the boundary)."""
-        return min(n, self.boundary - self.end) if self._in_head() else 0
-
     def add_head(self, v: np.ndarray, f: np.ndarray | None) -> None:
         self.head_v = np.concatenate([self.head_v, v.astype(np.float64)])
         if self.log_factor:
             self.head_f = np.concatenate([self.head_f, f.astype(np.float64)])
         self.end += v.size
 
-    def kernel_state(self) -> tuple:
-        """The trailing arguments of a reduction kernel run from ``end``."""
-        return (self.end, self.state, self.levels, self.indices, self.values, self.depth)
-
-    def advance(self, n: int, depth: int) -> None:
-        self.end += n
-        self.depth = int(depth)
-
     def copy(self) -> Partial:
         other = Partial.__new__(Partial)
-        for name in Partial.__slots__:
-            value = getattr(self, name)
-            setattr(other, name, value.copy() if isinstance(value, np.ndarray) else value)
+        other.start, other.end, other.depth = self.start, self.end, self.depth
+        other.log_factor, other.head_v, other.head_f = self.log_factor, self.head_v, self.head_f
+        other._set_buffers(self.floats.copy(), self.ints.copy())
         return other
+
+    def snapshot(self) -> tuple:
+        """What :meth:`restore` needs to undo the kernels' next runs: the positions and the
+        buffers (lanes and stack). The head arrays are replaced, never written, so they are
+        kept as they are."""
+        return (self.end, self.depth, self.head_v, self.head_f, self.floats.copy(),
+                self.ints.copy())  # fmt: skip
+
+    def restore(self, snapshot: tuple) -> None:
+        """Back to the state of :meth:`snapshot`."""
+        self.end, self.depth, self.head_v, self.head_f, floats, ints = snapshot
+        self.floats[:] = floats
+        self.ints[:] = ints
 
     def merge(self, other: Partial) -> None:
         """Append ``other``, the run that starts where this one ends."""
@@ -144,11 +161,15 @@ class Partial:
         )
 
     def __getstate__(self):
-        return {name: getattr(self, name) for name in Partial.__slots__}
+        return {name: getattr(self, name) for name in Partial._PICKLED}
 
     def __setstate__(self, state):
+        arrays = {name: state.pop(name) for name in ("state", "levels", "indices", "values")}
         for name, value in state.items():
             setattr(self, name, value)
+        self._set_buffers(*_buffers())
+        for name, value in arrays.items():
+            getattr(self, name)[:] = value
 
 
 # --- accumulation: where a loss's reductions go while an Accumulator updates ----------------
@@ -188,6 +209,17 @@ class Quantity:
         other.weights = None if self.weights is None else self.weights.copy()
         return other
 
+    def snapshot(self) -> tuple:
+        weights = self.weights
+        return (self.sum.snapshot(), self.count, weights,
+                None if weights is None else weights.snapshot())  # fmt: skip
+
+    def restore(self, snapshot: tuple) -> None:
+        total, self.count, self.weights, weights = snapshot
+        self.sum.restore(total)
+        if weights is not None:
+            self.weights.restore(weights)
+
     def merge(self, other: Quantity) -> None:
         if (self.weights is None) != (other.weights is None):
             raise ValueError("other: expected chunks weighted as this accumulator's are")
@@ -219,6 +251,15 @@ class Sink:
     of every chunk.
     """
 
+    # While an update runs (the sink is then a context manager: ``with sink:``): the state each
+    # quantity had before the update changed it (None for one the update created), taken before
+    # its first change, so that a failed update is undone without a copy of the sink made
+    # before every chunk; the reduction before the update; the token of ``_active``. None
+    # between updates, and not pickled.
+    _journal: dict[str, tuple | None] | None = None
+    _reduction_before: str | None = None
+    _token = None
+
     def __init__(self, start: int = 0, total: float | None = None):
         self.start = int(start)
         self.total = total
@@ -231,18 +272,46 @@ class Sink:
         other.reduction = self.reduction
         return other
 
-    @contextmanager
-    def activate(self):
-        token = _active.set(self)
-        try:
-            yield self
-        finally:
-            _active.reset(token)
+    def __getstate__(self):
+        return {"start": self.start, "total": self.total, "quantities": self.quantities,
+                "reduction": self.reduction}  # fmt: skip
+
+    def __enter__(self) -> Sink:
+        """Start an update: the sink is active (:func:`active`) until it ends, and journals
+        each quantity before changing it; if the update raises, every change is undone."""
+        if self._journal is not None:
+            raise RuntimeError(
+                "update: this accumulator is already taking a chunk (in another thread?); "
+                "the updates of one accumulator must not overlap"
+            )
+        self._journal = {}
+        self._reduction_before = self.reduction
+        self._token = _active.set(self)
+        return self
+
+    def __exit__(self, kind, value, traceback) -> bool:
+        _active.reset(self._token)
+        journal = self._journal
+        self._journal = self._token = None
+        if kind is not None:
+            quantities = self.quantities
+            for name, snapshot in reversed(journal.items()):
+                if snapshot is None:
+                    del quantities[name]
+                else:
+                    quantities[name].restore(snapshot)
+            self.reduction = self._reduction_before
+        return False
 
     def quantity(self, name: str, reduction: str, log_factor: bool = False) -> Quantity:
+        """Quantity ``name``, created at its first use; the state it has is journaled first
+        while an update runs (every change to a quantity goes through here)."""
+        found = self.quantities.get(name)
+        journal = self._journal
+        if journal is not None and name not in journal:
+            journal[name] = None if found is None else found.snapshot()
         if self.reduction is None:
             self.reduction = reduction
-        found = self.quantities.get(name)
         if found is None:
             found = self.quantities[name] = Quantity(self.start, log_factor)
         return found
@@ -285,10 +354,8 @@ def accumulate(partial: Partial, module, kind: str, n: int, arrays: tuple, param
     (``arrays`` and the gradients in ``grad_args[1:]`` are 1-D, ``n`` long). Elements that
     precede the first segment of an accumulator starting inside one are kept raw. Returns the
     running sum (meaningful from element 0)."""
-    from fastloss._elementwise import _launch
-
-    head = partial.head_length(n)
-    if head:
+    if partial.start % SEGMENT and partial.end < partial.boundary:
+        head = min(n, partial.boundary - partial.end)
         v = np.empty(head, arrays[0].dtype)
         f = np.empty(head, arrays[0].dtype)
         stage = module.stage_value_grad if grad_args else module.stage_value
@@ -298,9 +365,25 @@ def accumulate(partial: Partial, module, kind: str, n: int, arrays: tuple, param
         arrays = tuple(a[head:] for a in arrays)
         grad_args = (*scale, *(g[head:] for g in grads))
         n -= head
-    depth, total = _launch(module, kind, n, (*arrays, *params, *grad_args, *partial.kernel_state()))
-    partial.advance(n, depth)
+    launch = (_elementwise or _import_elementwise())._launch
+    depth, total = launch(module, kind, n, (*arrays, *params, *grad_args, partial.end,
+                          partial.state, partial.levels, partial.indices, partial.values,
+                          partial.depth))  # fmt: skip
+    partial.end += n
+    partial.depth = int(depth)
     return total
+
+
+_elementwise = None
+
+
+def _import_elementwise():
+    """:mod:`fastloss._elementwise`, which imports this module (its ``_launch`` is looked up
+    at each call, as that module holds it)."""
+    global _elementwise
+    from fastloss import _elementwise
+
+    return _elementwise
 
 
 def add_denominator(quantity: Quantity, weights, count: float, start: int) -> None:

@@ -46,6 +46,76 @@ def _registry():
     return LOSSES
 
 
+_signatures: dict[object, tuple[list[str], object]] = {}
+
+
+def _options_of(info) -> tuple[list[str], object]:
+    """The option names of a registered loss (its parameters but the chunk arrays and the
+    gradient arguments) and its default ``reduction``, read once per function."""
+    found = _signatures.get(info.function)
+    if found is None:
+        parameters = inspect.signature(info.function).parameters
+        allowed = [
+            name
+            for name in parameters
+            if name not in info.data + ("return_grad", "return_hess", "out")
+        ]
+        found = _signatures[info.function] = (allowed, parameters["reduction"].default)
+    return found
+
+
+def _known_layout(data: dict, names: tuple[str, ...]) -> tuple | None:
+    """The chunk arrays' dtypes (the objects) and trailing shapes, for :func:`_same_layout`;
+    None unless every chunk array is a NumPy array or absent."""
+    known = []
+    for name in names:
+        value = data.get(name)
+        if value is None:
+            known.append((name, None, None))
+        elif type(value) is np.ndarray:
+            known.append((name, value.dtype, value.shape[1:]))
+        else:
+            return None
+    return tuple(known)
+
+
+def _same_layout(known: tuple, data: dict) -> bool:
+    """Whether the chunk arrays in ``data`` have the dtypes and trailing shapes of ``known``
+    (a chunk that had the first chunk's layout): the common case, checked without building
+    this chunk's layout. False can also mean "not sure" (an equal dtype that is another
+    object): the full check decides then."""
+    for name, dtype, trailing in known:
+        value = data.get(name)
+        if dtype is None:
+            if value is not None:
+                return False
+        elif (
+            type(value) is not np.ndarray
+            or value.dtype is not dtype
+            or (value.shape[1:] != trailing)
+        ):
+            return False
+    return True
+
+
+def _layout_of(name: str, value) -> tuple | None:
+    """A chunk array's dtype and trailing shape (``("scalar", kind)`` for a scalar), which
+    every chunk must share with the first."""
+    if type(value) is np.ndarray:
+        return (value.dtype.str, value.shape[1:])
+    if value is None:
+        return None
+    if is_device_array(value):
+        raise TypeError(
+            f"{name}: an Accumulator takes host arrays (NumPy, DLPack on the CPU, "
+            f"sequences); got a device array ({type(value).__name__})"
+        )
+    if isinstance(value, int | float | np.integer | np.floating):
+        return ("scalar", np.asarray(value).dtype.kind)
+    array = np.asarray(value) if not hasattr(value, "shape") else value
+    return (np.dtype(array.dtype).str, tuple(array.shape[1:]))
+
+
 class Accumulator:
     """A registered loss reduced chunk by chunk, with the one-shot call's bits.
 
@@ -84,15 +154,10 @@ class Accumulator:
             names = ", ".join(sorted(losses))
             raise ValueError(f"loss: expected a registered loss ({names}), got {loss!r}")
         self.loss = loss
-        info = losses[loss]
-        parameters = inspect.signature(info.function).parameters
+        info = self._info = losses[loss]
         if "return_hess" in options:
             raise NotImplementedError(HESS_MESSAGE)
-        allowed = [
-            name
-            for name in parameters
-            if name not in info.data + ("return_grad", "return_hess", "out")
-        ]
+        allowed, default_reduction = _options_of(info)
         unknown = [name for name in options if name not in allowed]
         if unknown:
             expected = ", ".join(allowed)
@@ -101,7 +166,7 @@ class Accumulator:
                 f"{unknown[0]}: not an option of {loss} (its options: {expected}; the chunk "
                 f"arrays {data} go to update())"
             )
-        reduction = options.get("reduction", parameters["reduction"].default)
+        reduction = options.get("reduction", default_reduction)
         if reduction not in REDUCING:
             raise ValueError(
                 f"reduction: an Accumulator reduces, expected 'mean' or 'sum' (or 'batchmean' "
@@ -126,8 +191,13 @@ class Accumulator:
     def reset(self) -> None:
         """Forget every chunk (the options, ``start`` and ``total`` stay)."""
         self._sink = _reduction.Sink(self.start, self.total)
-        self._layout: dict | None = None  # the first chunk's dtypes and trailing shapes
-        self._dtype: np.dtype | None = None  # the loss's compute dtype
+        # The first chunk's layout (each chunk array's dtype string and trailing shape), made
+        # from ``_known`` when first needed; the dtype objects and trailing shapes of a chunk
+        # of NumPy arrays that had it, which the next chunks are compared with (fast); the
+        # loss's compute dtype.
+        self._layout: dict | None = None
+        self._known: tuple | None = None
+        self._dtype: np.dtype | None = None
 
     def __getstate__(self):
         return {
@@ -136,7 +206,7 @@ class Accumulator:
             "start": self.start,
             "total": self.total,
             "sink": self._sink,
-            "layout": self._layout,
+            "layout": self._first_layout(),
             "dtype": self._dtype,
         }
 
@@ -148,6 +218,8 @@ class Accumulator:
         self._sink = state["sink"]
         self._layout = state["layout"]
         self._dtype = state["dtype"]
+        self._known = None
+        self._info = _registry()[self.loss]
 
     def __repr__(self) -> str:
         options = "".join(f", {k}={v!r}" for k, v in self.options.items())
@@ -161,27 +233,30 @@ class Accumulator:
 
     # -- chunks -----------------------------------------------------------------------------
 
-    def _chunk_layout(self, data: dict) -> dict:
-        layout = {}
-        for name, value in data.items():
-            if is_device_array(value):
-                raise TypeError(
-                    f"{name}: an Accumulator takes host arrays (NumPy, DLPack on the CPU, "
-                    f"sequences); got a device array ({type(value).__name__})"
-                )
-            if value is None:
-                layout[name] = None
-            elif isinstance(value, int | float | np.integer | np.floating):
-                layout[name] = ("scalar", np.asarray(value).dtype.kind)
-            else:
-                array = np.asarray(value) if not hasattr(value, "shape") else value
-                layout[name] = (np.dtype(array.dtype).str, tuple(array.shape[1:]))
-        return layout
+    def _first_layout(self) -> dict | None:
+        """The first chunk's layout (None before the first chunk)."""
+        if self._layout is None and self._known is not None:
+            self._layout = {
+                name: None if dtype is None else (dtype.str, trailing)
+                for name, dtype, trailing in self._known
+            }
+        return self._layout
+
+    def _new_layout(self, data: dict, names: tuple[str, ...]) -> tuple:
+        """Check the layout of a chunk that is not known to have the first chunk's; returns
+        what to record once the chunk went in: ``(known, layout)``."""
+        known = _known_layout(data, names)
+        if known is not None and self._dtype is None:
+            return known, None  # a first chunk of NumPy arrays: its layout is made when needed
+        layout = {name: _layout_of(name, data.get(name)) for name in names}
+        self._check_layout(layout)
+        return known, layout
 
     def _check_layout(self, layout: dict) -> None:
-        if self._layout is None:
+        first_layout = self._first_layout()
+        if first_layout is None:
             return
-        for name, first in self._layout.items():
+        for name, first in first_layout.items():
             found = layout.get(name)
             if (first is None) != (found is None):
                 given, missing = (
@@ -217,23 +292,24 @@ class Accumulator:
         """
         if return_hess is not False:
             raise NotImplementedError(HESS_MESSAGE)
-        info = _registry()[self.loss]
-        if len(arrays) > len(info.data):
+        info = self._info
+        names = info.data
+        if len(arrays) > len(names):
             raise TypeError(
-                f"update: takes the chunk arrays {', '.join(info.data)}, got {len(arrays)} "
+                f"update: takes the chunk arrays {', '.join(names)}, got {len(arrays)} "
                 "positional arguments"
             )
-        data = dict(zip(info.data, arrays, strict=False))
+        data = dict(zip(names, arrays, strict=False))
         for name, value in named.items():
-            if name not in info.data:
+            if name not in names:
                 raise TypeError(
-                    f"{name}: not a chunk array of {self.loss} (those are {', '.join(info.data)}; "
+                    f"{name}: not a chunk array of {self.loss} (those are {', '.join(names)}; "
                     "options go to the constructor)"
                 )
             if name in data:
                 raise TypeError(f"{name}: given twice")
             data[name] = value
-        for name in info.data[:2]:
+        for name in names[:2]:
             if name not in data:
                 raise TypeError(f"update: missing the chunk array {name}")
         if return_grad and not info.chunk_grad:
@@ -241,24 +317,23 @@ class Accumulator:
                 f"return_grad: a chunk's gradient of {self.loss} depends on the final loss; "
                 "accumulate the loss it is computed from with total= instead"
             )
-        layout = self._chunk_layout({name: data.get(name) for name in info.data})
-        self._check_layout(layout)
-        before = self._sink.copy()
-        try:
-            with self._sink.activate():
-                result = info.function(
-                    **data, **self.options, return_grad=return_grad, out=out
-                )  # fmt: skip
-        except BaseException:
-            self._sink = before
-            raise
-        loss = result[0] if return_grad else result
-        if self._layout is None:
-            self._layout = layout
-            self._dtype = np.asarray(loss).dtype
-        if not return_grad:
-            return None
-        return result[1]
+        known = self._known
+        if known is not None and _same_layout(known, data):
+            taken = None
+        else:
+            taken = self._new_layout(data, names)
+        # The sink journals what the call changes and undoes it if the call raises.
+        with self._sink:
+            result = info.function(**data, **self.options, return_grad=return_grad, out=out)
+        if taken is not None:
+            known, layout = taken
+            if self._dtype is None:  # the first chunk
+                self._layout = layout
+                loss = result[0] if return_grad else result
+                self._dtype = loss.dtype if isinstance(loss, np.generic) else np.asarray(loss).dtype
+            if known is not None:
+                self._known = known
+        return result[1] if return_grad else None
 
     def merge(self, other: Accumulator) -> Accumulator:
         """Append ``other``, the accumulator of the chunks that follow (``other.start`` is
@@ -275,13 +350,14 @@ class Accumulator:
                 f"other: expected an accumulator that starts at element {self.end}, where this "
                 f"one ends, got one that starts at {other.start}"
             )
-        if self._layout is not None and other._layout is not None:
-            self._check_layout(other._layout)
+        theirs = other._first_layout()
+        if self._first_layout() is not None and theirs is not None:
+            self._check_layout(theirs)
         merged = self._sink.copy()
         merged.merge(other._sink)
         self._sink = merged
-        if self._layout is None:
-            self._layout, self._dtype = other._layout, other._dtype
+        if self._first_layout() is None:
+            self._layout, self._known, self._dtype = theirs, other._known, other._dtype
         return self
 
     def compute(self):

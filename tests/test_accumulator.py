@@ -1,5 +1,7 @@
 """fastloss.Accumulator: every registered loss, chunked and merged, with the one-shot bits."""
 
+import dataclasses
+import functools
 import inspect
 import math
 import pickle
@@ -9,6 +11,7 @@ import numpy as np
 import pytest
 
 import fastloss
+from fastloss import _reduction
 from fastloss.registry import LOSSES
 
 # chunk boundaries along axis 0: a single element, primes, no multiple of a segment (256) or of
@@ -197,3 +200,132 @@ def test_nothing_gives_the_one_shot_call_on_nothing():
     acc.update(np.ones(3), np.zeros(3))
     acc.reset()
     assert np.isnan(acc.compute())
+
+
+class _Interrupted(Exception):
+    pass
+
+
+def _state(acc) -> list:
+    """What an accumulator's reductions hold (the stack up to its depth: the entries above
+    it are scratch), to compare before and after a failed update."""
+    found = []
+    for name, quantity in acc._sink.quantities.items():
+        for partial in (quantity.sum, quantity.weights):
+            if partial is None:
+                found.append(None)
+                continue
+            depth = partial.depth
+            found.append((name, partial.start, partial.end, depth, partial.state.tobytes(),
+                          partial.levels[:depth].tobytes(), partial.indices[:depth].tobytes(),
+                          partial.values[:depth].tobytes(), partial.head_v.tobytes(),
+                          partial.head_f.tobytes()))  # fmt: skip
+        found.append(quantity.count)
+    return found
+
+
+@pytest.mark.parametrize("name", list(LOSSES))
+def test_a_chunk_that_raises_after_its_kernels_ran_is_undone(name, monkeypatch):
+    """Every chunk first fails once after the loss has run on it (all of its kernels, every
+    reduced quantity taken), then goes in: the result is still the one-shot bits. The
+    failures alternate between an exception and a KeyboardInterrupt."""
+    info = LOSSES[name]
+    function = info.function
+    failing = {"now": False, "count": 0}
+
+    @functools.wraps(function)
+    def flaky(*args, **kwargs):
+        result = function(*args, **kwargs)
+        if failing["now"]:
+            failing["count"] += 1
+            raise KeyboardInterrupt if failing["count"] % 2 else _Interrupted
+        return result
+
+    monkeypatch.setitem(LOSSES, name, dataclasses.replace(info, function=flaky))
+    inputs, cuts = _inputs(name)
+    want = function(**inputs, reduction="mean")
+    acc = fastloss.Accumulator(name, reduction="mean")
+    # the chunks after the first go to an accumulator that starts there, inside a segment
+    # (it keeps its first values raw), merged at the end
+    late = None
+    for lo, chunk in _chunks(inputs, cuts):
+        if late is None and lo:
+            late = fastloss.Accumulator(name, start=acc.end, reduction="mean")
+        target = acc if late is None else late
+        before = _state(target)
+        failing["now"] = True
+        with pytest.raises((KeyboardInterrupt, _Interrupted)):
+            target.update(**chunk)
+        assert _state(target) == before
+        target = pickle.loads(pickle.dumps(target))  # what was undone pickles too
+        if late is None:
+            acc = target
+        else:
+            late = target
+        failing["now"] = False
+        target.update(**chunk)
+    if late is not None:
+        acc.merge(late)
+    assert _same(acc.compute(), want), (acc.compute(), want)
+
+
+def test_an_undone_chunk_restores_the_nodes_it_combined(monkeypatch):
+    """A chunk that closes segments combines the stack's nodes below its top in place
+    (768 elements hold the nodes (1, 0) and (0, 2); the segment 3 makes them (2, 0)); a chunk
+    that fails after its loss kernel ran, in the kernel of its weight sum, puts back the
+    nodes, the lanes and the weights' state."""
+    rng = np.random.default_rng(5)
+    x, t = (rng.standard_normal(4096).astype(np.float32) for _ in range(2))
+    w = rng.random(4096).astype(np.float32)
+    real = _reduction.accumulate
+    calls = {"n": 0, "fail": False}
+
+    def accumulate(*args, **kwargs):
+        total = real(*args, **kwargs)
+        calls["n"] += 1
+        if calls["fail"] and calls["n"] == 2:  # the loss's sum went in, then its weights'
+            raise _Interrupted
+        return total
+
+    monkeypatch.setattr(_reduction, "accumulate", accumulate)
+    cuts = [0, 768, 1024, 1031, 4096]
+    acc = fastloss.Accumulator("mse_loss")
+    for lo, hi in zip(cuts, cuts[1:], strict=False):
+        chunk = (x[lo:hi], t[lo:hi])
+        before = _state(acc)
+        calls.update(n=0, fail=True)
+        with pytest.raises(_Interrupted):
+            acc.update(*chunk, weight=w[lo:hi])
+        assert calls["n"] == 2 and acc.end == lo
+        assert _state(acc) == before
+        calls.update(n=0, fail=False)
+        acc.update(*chunk, weight=w[lo:hi])
+    assert _same(acc.compute(), fastloss.mse_loss(x, t, weight=w))
+
+
+def test_overlapping_updates_of_one_accumulator_are_refused(monkeypatch):
+    """An update that starts while another of the same accumulator runs (a second thread, a
+    loss that calls back) raises instead of interleaving two kernels' writes to one state; the
+    update it interrupted is undone."""
+    info = LOSSES["mse_loss"]
+    function = info.function
+    holder = {}
+
+    @functools.wraps(function)
+    def reentrant(*args, **kwargs):
+        holder["acc"].update(np.ones(2, np.float32), np.zeros(2, np.float32))
+        return function(*args, **kwargs)
+
+    x, t = np.ones(5, np.float32), np.zeros(5, np.float32)
+    acc = fastloss.Accumulator("mse_loss", reduction="sum")
+    acc.update(x, t)
+    before = _state(acc)
+    monkeypatch.setitem(LOSSES, "mse_loss", dataclasses.replace(info, function=reentrant))
+    holder["acc"] = acc = pickle.loads(pickle.dumps(acc))  # takes the patched function
+    with pytest.raises(RuntimeError, match="already taking a chunk"):
+        acc.update(x, t)
+    assert _state(acc) == before
+    monkeypatch.undo()
+    acc = pickle.loads(pickle.dumps(acc))
+    acc.update(x, t)
+    assert _same(acc.compute(), np.float32(10.0))
