@@ -189,10 +189,16 @@ def _index_target(target: object, rows: _Rows, name: str = "target") -> np.ndarr
 
 
 def _checked_targets(
-    flat: np.ndarray, rows: _Rows, ignore_index: int, weight: np.ndarray, has_weight: bool
+    flat: np.ndarray,
+    rows: _Rows,
+    ignore_index: int,
+    weight: np.ndarray,
+    has_weight: bool,
+    skipped: str | None = None,
 ):
     """The count of rows not ignored and, with class weights, each row's weight (0 where
-    ignored, float64): a weighted mean's denominator is their sum under the contract."""
+    ignored, float64): a weighted mean's denominator is their sum under the contract.
+    ``skipped``: the labels skipped, as the error names them (``ignore_index`` by default)."""
     bad, count, _ = _module().check_targets(
         flat, rows.classes, int(ignore_index), weight, has_weight
     )
@@ -200,7 +206,8 @@ def _checked_targets(
         where = np.unravel_index(bad, rows.batch_shape) if rows.batch_shape else ()
         raise IndexError(
             f"target: class index {int(flat[bad])} at position {tuple(int(i) for i in where)} "
-            f"is out of range [0, {rows.classes}) and is not ignore_index ({ignore_index})"
+            f"is out of range [0, {rows.classes}) and is not "
+            f"{skipped or f'ignore_index ({ignore_index})'}"
         )
     if not has_weight:
         return count, None
@@ -927,9 +934,23 @@ def sparse_categorical_crossentropy(
     rows = _Rows(input, class_axis=axis)
     flat = _sparse_target(target, rows)
     ones, has_weight = _class_weight(None, rows)
-    count, _ = _checked_targets(flat, rows, ignore, ones, False)
+    skipped = "-100 (skipped as Keras's torch backend skips it)"
+    masked = 0
+    if ignore_class == -100:
+        skipped = "ignore_class (-100)"
+    elif ignore_class is not None:
+        # Keras masks ignore_class and its torch backend still skips -100: both give 0, and
+        # only the masked samples leave the mean
+        skipped = f"ignore_class ({ignore_class}) or -100"
+        is_masked = flat == ignore_class
+        masked = int(np.count_nonzero(is_masked))
+        flat = np.where(is_masked, np.int64(-100), flat)
+    count, _ = _checked_targets(flat, rows, -100, ones, False, skipped)
+    ignore = -100
     # Keras's mean divides by every sample without ignore_class, by the unmasked ones with it
-    mean_over = float(rows.rows if ignore_class is None else count)
+    mean_over = float(rows.rows if ignore_class is None else rows.rows - masked)
+    if ignore_class == -100:
+        mean_over = float(count)
     if mean_over == 0 and ignore_class is not None:
         mean_over = np.inf  # every sample masked: Keras's mean is 0 (a division by no nan)
     if from_logits:

@@ -15,3 +15,46 @@ def test_sparse_float_label_outside_int64_is_reported_as_given(label):
         fastloss.sparse_categorical_crossentropy(x, t, from_logits=True)
     assert "-9223372036854775808" not in str(err.value)
     assert repr(float(label)) in str(err.value)
+
+
+def _keras_sparse(x, t, from_logits, ignore_class, reduction):
+    torch = pytest.importorskip("torch")
+    keras = pytest.importorskip("keras")
+    name = {"mean": "sum_over_batch_size", "sum": "sum", "none": "none"}[reduction]
+    loss = keras.losses.SparseCategoricalCrossentropy(
+        from_logits=from_logits, ignore_class=ignore_class, reduction=name, dtype="float64"
+    )
+    xt = torch.tensor(x, requires_grad=True)
+    value = loss(torch.tensor(t), xt)
+    value.sum().backward()
+    return value.detach().numpy(), xt.grad.numpy()
+
+
+@pytest.mark.parametrize("from_logits", [True, False])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("labels", [[-100, 0, 2, 1, 2], [-100, -100, 2, 2, 2], [2, 2, 2, 2, 2]])
+def test_sparse_ignore_class_still_skips_minus_100(from_logits, reduction, labels):
+    """With ignore_class, Keras's torch backend still skips label -100 (0, counted in the
+    mean) where the factory raised IndexError."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(5, 4)) if from_logits else rng.random((5, 4))
+    t = np.array(labels)
+    want, want_grad = _keras_sparse(x, t, from_logits, 2, reduction)
+    loss, grad = fastloss.sparse_categorical_crossentropy(
+        x, t, from_logits=from_logits, ignore_class=2, reduction=reduction, return_grad=True
+    )
+    # Keras reduces under its mask in float32
+    np.testing.assert_allclose(loss, want, rtol=1e-6, atol=1e-12)
+    np.testing.assert_allclose(grad, want_grad, rtol=1e-6, atol=1e-12)
+
+
+@pytest.mark.parametrize("ignore_class", [None, 2, -100])
+def test_sparse_bad_label_error_names_ignore_class(ignore_class):
+    x = np.zeros((3, 4))
+    with pytest.raises(IndexError, match="class index 7") as err:
+        fastloss.sparse_categorical_crossentropy(
+            x, np.array([7, 0, 1]), from_logits=True, ignore_class=ignore_class
+        )
+    assert "ignore_index" not in str(err.value)
+    if ignore_class is not None:
+        assert f"ignore_class ({ignore_class})" in str(err.value)
