@@ -42,6 +42,8 @@ def test_spec_kernels(spec, flags):
         expect = (log, exp) if powers else (log,)
         for kind, argtypes in signatures(spec, dtype).items():
             check(getattr(module, kind), argtypes, expect=expect)
+        kind = "value_grad_rows_warp"  # a warp per row
+        check(getattr(module, kind), signatures(spec, dtype)["value_grad_rows"], expect=expect)
 
 
 def test_small_block(monkeypatch):

@@ -5,7 +5,9 @@
 
 Every device result (loss, gradient) of ``categorical_crossentropy``,
 ``sparse_categorical_crossentropy`` and ``categorical_focal_crossentropy`` is compared with the
-CPU result of the same public call. Threads per block are shrunk to 4; inputs stay tiny.
+CPU result of the same public call. Threads per block are shrunk to 4, and to 2 threads (2 rows a
+block) for rows of up to 8 classes: rows of 6 classes take 2 threads, rows of 11 a block;
+inputs stay tiny.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from fastloss import softmax as api  # noqa: E402
 
 cuda_softmax.THREADS_PER_BLOCK = 4
 cuda_rows.THREADS_PER_BLOCK = 4
+cuda_rows.WARP_THREADS = 2  # rows of up to 8 classes: 2 threads, 2 rows per block
+cuda_rows.SHORT_ROW = 8
 cuda_factory.THREADS_PER_BLOCK = 4
 cuda_factory.ITEMS_PER_THREAD = 2
 
@@ -288,3 +292,18 @@ def test_strided_out_and_labels(from_logits):
         assert got_grad is out
         assert_close(got_loss, want_loss, np.float32, f"{fn.__name__} loss")
         assert_close(out, want_grad, np.float32, f"{fn.__name__} grad")
+
+
+@pytest.mark.parametrize("from_logits", [False, True])
+def test_long_rows(from_logits):
+    """Rows of 11 classes: a block each (the other tests' rows of 6 take 2 threads)."""
+    shape = (3, 11)
+    x = predictions(shape, np.float64, from_logits)
+    y = soft_targets(shape, np.float64)
+    t = np.random.default_rng(3).integers(0, 11, 3)
+    for fn, target, kwargs in (
+        (api.categorical_crossentropy, y, {"label_smoothing": 0.1}),
+        (api.categorical_focal_crossentropy, y, {"gamma": 1.5}),
+        (api.sparse_categorical_crossentropy, t, {}),
+    ):
+        compare(fn, x, target, np.float64, "mean", from_logits=from_logits, **kwargs)

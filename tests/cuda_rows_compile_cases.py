@@ -3,11 +3,12 @@
 
     python -m pytest tests/cuda_rows_compile_cases.py
 
-Both kernels (``value_rows``, ``value_grad_rows``) of every flag combination of both specs of
-:mod:`fastloss.kernels.pairwise` are typed and lowered to LLVM IR for sm_90 with the argument
-types :mod:`fastloss._cuda_rows` passes (and compiled to PTX when NVVM is available), as
-``tests/cuda_compile_cases.py`` does for the elementwise kernels; no approximate ``__nv_fast_*``
-function may appear. A spec with a max sweep (which neither loss has) lowers too.
+Every kernel (``value_rows``, ``value_grad_rows``: a block per row; their ``_warp`` twins: a
+warp per short row) of every flag combination of both specs of :mod:`fastloss.kernels.pairwise`
+is typed and lowered to LLVM IR for sm_90 with the argument types :mod:`fastloss._cuda_rows`
+passes (and compiled to PTX when NVVM is available), as ``tests/cuda_compile_cases.py`` does for
+the elementwise kernels; no approximate ``__nv_fast_*`` function may appear. A spec with a max
+sweep (which neither loss has) lowers too, and so do groups smaller than a warp.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
 pytest.importorskip("numba_cuda")
 
 # the CC patch, the NVVM probe and the checks are the regression compile cases' own
-from cuda_compile_cases import arr, check  # noqa: E402, I001
+from cuda_compile_cases import arr, check, lower  # noqa: E402, I001
 from numba import njit, types  # noqa: E402
 
 import fastloss.kernels.cuda.rows as cuda_rows  # noqa: E402
@@ -53,11 +54,12 @@ def _cases():
 
 @pytest.mark.parametrize("spec, flags", list(_cases()))
 def test_spec_kernels(spec, flags):
-    """Every kernel of every flag set: the fused kernel in float32, the forward one in float64
-    (both dtypes of both below)."""
+    """Every kernel of every flag set: the fused kernels in float32, the forward ones in
+    float64 (both dtypes of both below)."""
     module = cuda_rows.kernels(spec, flags)
-    check(module.value_grad_rows, signatures(spec, F32)["value_grad_rows"])
-    check(module.value_rows, signatures(spec, F64)["value_rows"])
+    for suffix in ("", "_warp"):
+        check(getattr(module, "value_grad_rows" + suffix), signatures(spec, F32)["value_grad_rows"])
+        check(getattr(module, "value_rows" + suffix), signatures(spec, F64)["value_rows"])
 
 
 @pytest.mark.parametrize("dtype", [F32, F64], ids=["f32", "f64"])
@@ -69,6 +71,7 @@ def test_both_dtypes(spec, dtype):
     expect = ("__nv_powf" if dtype == F32 else "__nv_pow",) if spec.flags else ()
     for kind, argtypes in signatures(spec, dtype).items():
         check(getattr(module, kind), argtypes, expect=expect)
+        check(getattr(module, kind + "_warp"), argtypes, expect=expect)
 
 
 @njit(**POINT_OPTIONS)
@@ -103,7 +106,30 @@ def test_max_sweep_and_block_sizes(threads, monkeypatch):
     check(small.value_grad_rows, signatures(pairwise.TRIPLET_MARGIN, F32)["value_grad_rows"])
 
 
+@pytest.mark.parametrize("group", [1, 8, 32])
+def test_groups(group, monkeypatch):
+    """Rows of ``group`` threads, ``256 // group`` a block: a warp's lanes, or part of them
+    (``syncwarp`` over the row's lanes only); the row length chooses the kernel."""
+    monkeypatch.setattr(cuda_rows, "WARP_THREADS", group)
+    module = cuda_rows.kernels(EXTREMES)
+    assert (module.GROUP, module.GROUP_MASK) == (group, (1 << group) - 1)
+    for kind, argtypes in signatures(EXTREMES, F32).items():
+        ir = lower(getattr(module, kind + "_warp"), argtypes)
+        assert "llvm.nvvm.bar.warp.sync" in ir and "barrier0" not in ir, kind
+        check(getattr(module, kind + "_warp"), argtypes)
+    assert cuda_rows.grid(module, 10, 1024) == ("_warp", -(-10 * group // 256), 256)
+    assert cuda_rows.grid(module, 10, 1025) == ("", 10, 256)
+
+
 def test_block_size_is_checked(monkeypatch):
     monkeypatch.setattr(cuda_rows, "THREADS_PER_BLOCK", 96)
     with pytest.raises(ValueError, match="power of two"):
+        cuda_rows.kernels(EXTREMES)
+    monkeypatch.setattr(cuda_rows, "THREADS_PER_BLOCK", 256)
+    monkeypatch.setattr(cuda_rows, "WARP_THREADS", 64)
+    with pytest.raises(ValueError, match="WARP_THREADS"):
+        cuda_rows.kernels(EXTREMES)
+    monkeypatch.setattr(cuda_rows, "WARP_THREADS", 32)
+    monkeypatch.setattr(cuda_rows, "SHORT_ROW", -1)
+    with pytest.raises(ValueError, match="SHORT_ROW"):
         cuda_rows.kernels(EXTREMES)

@@ -8,10 +8,11 @@ gradients) is compared with the CPU result of the same call of :mod:`fastloss.pa
 tested against torch in ``tests/test_pairwise.py``), to a few ulps: the GPU adds a row's columns
 in per-thread strides and a tree, the CPU in its 16 lanes. A spec declared here (a max sweep, a
 sum sweep that reads the max, a per-row input, one gradient) checks the generated kernels
-against the CPU factory's directly. Threads per block are shrunk to 4 (the elementwise launch
-shape, which the final reduction uses, to 4 x 2), so rows of 1, 3 and 7 columns leave threads
-idle and a row of 9 takes three strides; the simulator runs each CUDA thread as a Python
-thread, so inputs stay tiny.
+against the CPU factory's directly. Threads per block are shrunk to 4 and a short row's threads
+to 2 for rows of up to 8 columns (the elementwise launch shape, which the final reduction uses,
+to 4 x 2), so rows of 1, 3 and 7 columns take 2 threads, 2 rows a block (one left idle by an odd
+row count), and a row of 9 a block, in three strides; the simulator runs each CUDA thread as a
+Python thread, so inputs stay tiny.
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ from fastloss.kernels._jit import POINT_OPTIONS  # noqa: E402
 
 THREADS = 4
 cuda_rows.THREADS_PER_BLOCK = THREADS
+cuda_rows.WARP_THREADS = 2  # rows of up to 8 columns: 2 threads, 2 rows per block
+cuda_rows.SHORT_ROW = 8
 cuda_factory.THREADS_PER_BLOCK = THREADS
 cuda_factory.ITEMS_PER_THREAD = 2
 
@@ -313,3 +316,23 @@ def test_max_and_chained_sweeps_against_the_cpu_factory(dtype, columns):
     assert host(alone).tobytes() == host(loss).tobytes()
     assert_close(loss, want_loss, np.float64, columns, "row losses", ULPS)
     assert_close(grad, want_grad, dtype, x.size, "gradient", ULPS)
+    # the same rows 2 threads each, 2 rows a block (the last block half idle)
+    suffix, blocks, threads = cuda_rows.grid(module, 5, columns)
+    assert (suffix, blocks, threads) == ("_warp", 3, THREADS)
+    module.value_grad_rows_warp[blocks, threads](
+        xd, wd, np.float64(temperature), np.float64(scale), grad, loss
+    )
+    module.value_rows_warp[blocks, threads](xd, wd, np.float64(temperature), alone)
+    np.testing.assert_array_equal(np.isnan(host(loss)), np.isnan(want_loss))
+    assert host(alone).tobytes() == host(loss).tobytes()
+    assert_close(loss, want_loss, np.float64, columns, "row losses, warp", ULPS)
+    assert_close(grad, want_grad, dtype, x.size, "gradient, warp", ULPS)
+
+
+def test_the_row_length_chooses_the_kernel():
+    """Rows of up to SHORT_ROW columns take a group of threads, longer ones a block, whatever
+    the number of rows; a group no smaller than the block means no group kernels."""
+    module = cuda_rows.kernels(PEAK)
+    assert cuda_rows.grid(module, 7, 8) == ("_warp", 4, THREADS)
+    assert cuda_rows.grid(module, 7, 9) == ("", 7, THREADS)
+    assert cuda_rows.grid(module, 1, 0) == ("_warp", 1, THREADS)

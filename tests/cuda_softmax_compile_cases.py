@@ -5,11 +5,11 @@
 
 The row kernels that :mod:`fastloss.kernels.cuda.rows` generates from the declarations of
 cross-entropy (class indices, smoothed, class probabilities) and NLL in
-:mod:`fastloss.kernels.softmax`, for every flag combination, and the check, layout and reduction
-kernels of :mod:`fastloss.kernels.cuda.softmax`, are typed and lowered to LLVM IR for sm_90 with
-the argument types :mod:`fastloss._cuda_softmax` passes (and compiled to PTX when NVVM is
-available), as ``tests/cuda_compile_cases.py`` does for the elementwise kernels; no approximate
-``__nv_fast_*`` function may appear.
+:mod:`fastloss.kernels.softmax` (a block per row and a warp per row), for every flag
+combination, and the check, layout and reduction kernels of :mod:`fastloss.kernels.cuda.softmax`,
+are typed and lowered to LLVM IR for sm_90 with the argument types :mod:`fastloss._cuda_softmax`
+passes (and compiled to PTX when NVVM is available), as ``tests/cuda_compile_cases.py`` does for
+the elementwise kernels; no approximate ``__nv_fast_*`` function may appear.
 """
 
 from __future__ import annotations
@@ -60,9 +60,11 @@ def cases(declarations):
 
 @pytest.mark.parametrize("spec, flags", list(cases(SPECS)))
 def test_spec_kernels(spec, flags):
-    """Every flag set: the fused kernel in float32, the forward one in float64."""
+    """Every flag set: the fused kernels (a block per row, a warp per row) in float32, the
+    forward one in float64."""
     module = cuda_rows.kernels(spec, flags)
     check(module.value_grad_rows, signatures(spec, F32)["value_grad_rows"])
+    check(module.value_grad_rows_warp, signatures(spec, F32)["value_grad_rows"])
     check(module.value_rows, signatures(spec, F64)["value_rows"])
 
 
@@ -74,9 +76,11 @@ def test_every_option_in_both_dtypes(dtype):
     module = cuda_rows.kernels(specs.CROSS_ENTROPY_SMOOTHED, (True,) * 4)
     exp = "__nv_expf" if dtype == F32 else "__nv_exp"
     for kind, argtypes in signatures(specs.CROSS_ENTROPY_SMOOTHED, dtype).items():
-        check(getattr(module, kind), argtypes, expect=(exp, "__nv_log", "__nv_expm1", "__nv_pow"))
-        ir = lower(getattr(module, kind), argtypes)
-        assert "__nv_tanh" not in ir, f"{kind}: libdevice's tanh instead of the CPU's"
+        for suffix in ("", "_warp"):
+            kernel = getattr(module, kind + suffix)
+            check(kernel, argtypes, expect=(exp, "__nv_log", "__nv_expm1", "__nv_pow"))
+            ir = lower(kernel, argtypes)
+            assert "__nv_tanh" not in ir, f"{kind}: libdevice's tanh instead of the CPU's"
 
 
 @pytest.mark.parametrize("target", [I64, types.int32, types.uint8, types.uint64])

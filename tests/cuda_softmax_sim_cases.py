@@ -4,8 +4,10 @@
     NUMBA_ENABLE_CUDASIM=1 python -m pytest tests/cuda_softmax_sim_cases.py
 
 Threads per block are shrunk to 4 (the row kernels', the check's and the elementwise launch
-shape's, which the copies and the final reduction use, to 4 x 2), so a row of up to 40 classes
-takes up to 10 strides per thread and a row of 3 leaves a thread idle. Every device result
+shape's, which the copies and the final reduction use, to 4 x 2), and to 2 threads per row
+(2 rows a block) for rows of up to 8 classes, so a row of up to 40 classes takes up to 10
+strides per thread, a row of 3 leaves a thread idle and rows of 11 and of 7 run on either kind
+of kernel. Every device result
 (loss, z-loss, gradient) is compared with the CPU result of the same call of
 :mod:`fastloss.softmax` (itself tested against torch elsewhere). The kernels are the CPU's
 point functions (which the simulator runs as the CPU compiled them), with the sums of a row in
@@ -36,6 +38,8 @@ from fastloss._intake import is_device_array  # noqa: E402
 THREADS = 4
 cuda_softmax.THREADS_PER_BLOCK = THREADS
 cuda_rows.THREADS_PER_BLOCK = THREADS
+cuda_rows.WARP_THREADS = 2  # rows of up to 8 columns: 2 threads, 2 rows per block
+cuda_rows.SHORT_ROW = 8
 cuda_factory.THREADS_PER_BLOCK = THREADS
 cuda_factory.ITEMS_PER_THREAD = 2
 
@@ -459,12 +463,15 @@ BIT_CASES = {
 }
 
 
+@pytest.mark.parametrize("short", [8, 64], ids=["block", "warp"])
 @pytest.mark.parametrize("reduction", ["mean", "none"])
 @pytest.mark.parametrize("name", list(BIT_CASES))
-def test_float32_bits_match_the_cpu(name, reduction):
+def test_float32_bits_match_the_cpu(name, reduction, short, monkeypatch):
     """float32 results are rounded from float64 row sums on both targets, the column values
     being the same point functions: under the simulator the bits are the CPU's (rows of 37
-    classes, 9 strides of 4 threads against the CPU's 16 lanes)."""
+    classes in 9 strides of a block's 4 threads, or 18 strides of 2 threads where rows of up
+    to 64 classes are short, against the CPU's 16 lanes)."""
+    monkeypatch.setattr(cuda_rows, "SHORT_ROW", short)
     fn, kind, options = BIT_CASES[name]
     x = logits((6, 37), np.float32, seed=30)
     if kind == "probs":
