@@ -231,22 +231,26 @@ class _Rows:
             )
         return self.operand(target, "target", shape, t.dtype)
 
-    def check_targets(self, flat, weight, has_weight: bool, ignore_index: int):
+    def check_targets(self, flat, weight, has_weight, ignore_index, also=None, skipped=None):
         """The pre-pass over the class indices ``flat``: raises IndexError for an index
-        outside [0, C) that is not ``ignore_index``, else returns ``(indices, count, total,
-        weight_sum)``: the indices as int64 (a view where they are already), the count of the
-        rows not ignored, the sum of their classes' weights and of the class weights (host
-        floats, from the call's one synchronisation)."""
-        copy = flat.dtype != I64
+        outside [0, C) that is not skipped (``ignore_index``, and ``also`` beside it: Keras's
+        -100 beside its ``ignore_class``; ``skipped`` names them in the error), else returns
+        ``(indices, count, total, weight_sum, masked)``: the indices as int64 for the row
+        kernels, which skip ``also`` (a view where they are int64 already and nothing is
+        rewritten), the count of the rows not skipped, the sum of their classes' weights and
+        of the class weights, the count of the ``ignore_index`` rows (host floats, from the
+        call's one synchronisation)."""
+        also = ignore_index if also is None else also
+        copy = flat.dtype != I64 or also != ignore_index
         indices = self.plan.empty((self.rows,), I64) if copy else flat
         if not self.rows:
-            return indices, 0.0, 0.0, 0.0
+            return indices, 0.0, 0.0, 0.0, 0.0
         k = self.k
         info = self.plan.empty((k.VERDICT,), F64)
         unsigned = flat.dtype == np.uint64
         k.check_targets[1, k.threads, self.plan.stream](
-            flat, np.int64(self.classes), np.int64(ignore_index), unsigned, weight, has_weight,
-            copy, indices, info,
+            flat, np.int64(self.classes), np.int64(ignore_index), np.int64(also), unsigned,
+            weight, has_weight, copy, indices, info,
         )  # fmt: skip
         verdict = self._to_host(info)  # the synchronisation
         bad = int(verdict[k.BAD])
@@ -256,10 +260,11 @@ class _Rows:
             where = np.unravel_index(bad, self.batch_shape) if self.batch_shape else ()
             raise IndexError(
                 f"target: class index {value} at position {tuple(int(i) for i in where)} "
-                f"is out of range [0, {self.classes}) and is not ignore_index ({ignore_index})"
+                f"is out of range [0, {self.classes}) and is not "
+                f"{skipped or f'ignore_index ({ignore_index})'}"
             )
-        count, total, weight_sum = (float(verdict[j]) for j in (k.COUNT, k.TOTAL, k.WEIGHT_SUM))
-        return indices, count, total, weight_sum
+        entries = (k.COUNT, k.TOTAL, k.WEIGHT_SUM, k.MASKED)
+        return (indices, *(float(verdict[j]) for j in entries))
 
     def _to_host(self, array) -> np.ndarray:
         if self.plan.cupy_results:
@@ -327,6 +332,7 @@ def cross_entropy(
     *,
     mean_over: float | None = None,
     masked_mean: bool = False,
+    skipped: str | None = None,
     torch_layout: bool = True,
 ):
     """Cross-entropy (``mode=CROSS_ENTROPY``) or focal loss (``mode=FOCAL``, with ``alpha``
@@ -335,11 +341,12 @@ def cross_entropy(
     ``target``: integer class indices of ``input``'s shape without the class axis, or
     (cross-entropy only, without ``softcap``) class probabilities of ``input``'s shape.
     ``softcap``: 0 for none. ``mean_over``: the denominator of ``"mean"`` instead of the
-    (weighted) count of rows not ignored (Keras's sparse cross-entropy); ``masked_mean``: the
-    denominator is the count of rows not ignored, and a mean over none is 0 (Keras's masked
-    mean). ``torch_layout``: classes along dim 1 (else along the last axis). ``out`` receives
-    the gradient and may be ``input`` itself (written only after every class index is
-    checked).
+    (weighted) count of rows not ignored (Keras's sparse cross-entropy); ``masked_mean``:
+    Keras's ``ignore_class``: the rows of ``ignore_index`` are masked (out of the mean, a mean
+    over none being 0), and label -100 is skipped too (a 0 counted in the mean, as Keras's
+    torch backend gives); ``skipped`` names the labels skipped in the error.
+    ``torch_layout``: classes along dim 1 (else along the last axis). ``out`` receives the
+    gradient and may be ``input`` itself (written only after every class index is checked).
 
     Returns ``(loss, z_loss, grad)``: device arrays (0-d, or per-row for ``"none"``); grad None
     without ``return_grad``. Synchronises once (with class-index targets): see the module
@@ -359,10 +366,12 @@ def cross_entropy(
         return _probabilities(rows, t, w, has_weight, smoothing, spread, z_scale, reduction,
                               return_grad, target_out)  # fmt: skip
     flat = rows.index_target(target)
-    indices, count, total, weight_sum = rows.check_targets(flat, w, has_weight, ignore_index)
+    also = -100 if masked_mean else ignore_index
+    checked = rows.check_targets(flat, w, has_weight, ignore_index, also, skipped)
+    indices, count, total, weight_sum, masked = checked
     z_count = count
     if masked_mean:  # Keras: the rows not masked, none giving a mean of 0
-        mean_over = count if count else math.inf
+        mean_over = rows.rows - masked if rows.rows - masked else math.inf
     if mean_over is not None:
         count, has_total = mean_over, False
     else:
@@ -378,7 +387,7 @@ def cross_entropy(
         "CROSS_ENTROPY_SMOOTHED" if smoothing else "CROSS_ENTROPY",
         (has_weight, softcap > 0, z_scale != 0, mode == FOCAL),
         (rows.matrix, indices, w),
-        (np.int64(ignore_index), weight_sum, smoothing, softcap, z_scale, alpha, gamma),
+        (np.int64(also), weight_sum, smoothing, softcap, z_scale, alpha, gamma),
         scales,
         grad,
     )
@@ -450,7 +459,7 @@ def nll_loss(
     w, has_weight = rows.weight(weight)
     target_out = rows.out(out)
     flat = rows.index_target(target)
-    indices, count, total, _ = rows.check_targets(flat, w, has_weight, ignore_index)
+    indices, count, total, _, _ = rows.check_targets(flat, w, has_weight, ignore_index)
     denominator = total if has_weight else count
     grad = rows.grad_buffer(target_out, [w, indices]) if return_grad else None
     scales = (_scale(reduction, denominator),) if return_grad else None
@@ -484,10 +493,14 @@ def keras(
     (``sparse=True``) and categorical focal (``mode=KERAS_FOCAL``) cross-entropy of device
     predictions whose classes lie along the last axis, as :mod:`fastloss.softmax` computes
     them. ``ignore_class``: the sparse label skipped (-100 when Keras's is None); ``masked``:
-    the mean is over the rows not skipped (Keras's ``ignore_class``), 0 when there are none,
-    else over every row. Returns ``(loss, grad)``: device arrays (``loss`` 0-d, or of
+    Keras's ``ignore_class`` is given: its rows leave the mean (0 when none are left), and
+    label -100 still gives 0 (counted in the mean) as Keras's torch backend gives it; else
+    every row counts. Returns ``(loss, grad)``: device arrays (``loss`` 0-d, or of
     ``input``'s shape without the last axis for ``"none"``), grad None without
     ``return_grad``."""
+    skipped = "-100 (skipped as Keras's torch backend skips it)"
+    if masked:
+        skipped = f"ignore_class ({ignore_class})" + (" or -100" if ignore_class != -100 else "")
     if from_logits and mode == KERAS_CROSSENTROPY:  # log_softmax: the cross-entropies'
         t = _cuda._intake(target, "target")
         if sparse:
@@ -502,6 +515,7 @@ def keras(
                 out=out,
                 mean_over=None if masked else float(math.prod(tuple(input.shape)[:-1])),
                 masked_mean=masked,
+                skipped=skipped,
                 torch_layout=False,
             )
         else:
@@ -520,11 +534,14 @@ def keras(
         _refuse_float_labels(t)
         flat = rows.index_target(_labels(input, target, t))
         unit = rows.plan.empty((1,), rows.dtype)
-        indices, count, _, _ = rows.check_targets(flat, unit, False, ignore_class)
-        mean_over = float(rows.rows) if not masked else (count if count else math.inf)
+        also = -100 if masked else ignore_class
+        checked = rows.check_targets(flat, unit, False, ignore_class, also, skipped)
+        indices, masked_rows = checked[0], checked[4]
+        kept = rows.rows - masked_rows if masked else rows.rows
+        mean_over = float(kept) if kept or not masked else math.inf
         grad = rows.grad_buffer(target_out, [indices]) if return_grad else None
         scales = (_scale(reduction, mean_over),) if return_grad else None
-        params = (low, high, np.int64(ignore_class))
+        params = (low, high, np.int64(also))
         (row_loss,) = rows.launch("KERAS_SPARSE", (), (rows.matrix, indices), params, scales, grad)
     else:
         t = _cuda._intake(target, "target")

@@ -307,3 +307,25 @@ def test_long_rows(from_logits):
         (api.sparse_categorical_crossentropy, t, {}),
     ):
         compare(fn, x, target, np.float64, "mean", from_logits=from_logits, **kwargs)
+
+
+@pytest.mark.parametrize("from_logits", [False, True])
+@pytest.mark.parametrize("ignore_class", [None, 2, -100])
+def test_sparse_ignore_class_and_minus_100(from_logits, ignore_class):
+    """With ignore_class, label -100 still gives 0 (counted in the mean, as Keras's torch
+    backend gives it) and ignore_class's rows leave the mean, every one of them included; a
+    bad label's error names the labels skipped."""
+    x = predictions((5, 4), np.float64, from_logits)
+    for labels in ([-100, 0, 2, 1, 2], [-100, -100, 2, 2, 2], [2, 2, 2, 2, 2]):
+        t = np.array(labels)
+        for reduction in ("mean", "sum", "none"):
+            compare(api.sparse_categorical_crossentropy, x, t, np.float64, reduction,
+                    from_logits=from_logits, ignore_class=ignore_class)  # fmt: skip
+    with pytest.raises(IndexError, match="class index 7") as err:
+        api.sparse_categorical_crossentropy(
+            cuda.to_device(x), cuda.to_device(np.array([7, 0, 1, 2, 3])),
+            from_logits=from_logits, ignore_class=ignore_class,
+        )  # fmt: skip
+    assert "ignore_index" not in str(err.value)
+    if ignore_class is not None:
+        assert f"ignore_class ({ignore_class})" in str(err.value)

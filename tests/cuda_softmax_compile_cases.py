@@ -87,7 +87,7 @@ def test_every_option_in_both_dtypes(dtype):
 @pytest.mark.parametrize("dtype", [F32, F64], ids=["f32", "f64"])
 def test_check_targets(dtype, target):
     k = softmax.kernels(256)
-    args = [arr(target), I64, I64, B, arr(dtype), B, B, arr(I64), arr(F64)]
+    args = [arr(target), I64, I64, I64, B, arr(dtype), B, B, arr(I64), arr(F64)]
     check(k.check_targets, args)
 
 
@@ -109,5 +109,5 @@ def test_finalize(dtype):
 def test_small_block():
     """The trees also lower for a block of 4 threads (the simulator's size)."""
     small = softmax.kernels(4)
-    check(small.check_targets, [arr(I64), I64, I64, B, arr(F32), B, B, arr(I64), arr(F64)])
+    check(small.check_targets, [arr(I64), I64, I64, I64, B, arr(F32), B, B, arr(I64), arr(F64)])
     check(small.finalize, [arr(F64), arr(F64), B, F64, F64] + [types.Array(F32, 0, "C")] * 2)

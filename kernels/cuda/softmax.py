@@ -7,11 +7,12 @@ The losses themselves are the :class:`~fastloss.kernels.rows.RowSpec` declaratio
 nothing here computes a loss. The kernels:
 
 ``check_targets``  one block over the class indices: the first position whose index is out of
-                   ``[0, C)`` and not ``ignore_index``, that index, the count of rows not
-                   ignored, the sum of their classes' weights (a weighted mean's denominator)
-                   and the sum of the class weights, into one small float64 array (copied to
-                   the host once: the call's only synchronisation), and the indices as int64
-                   for the row kernels;
+                   ``[0, C)`` and not skipped (``ignore_index``; Keras's ``ignore_class`` and
+                   -100), that index, the count of rows not skipped, the sum of their classes'
+                   weights (a weighted mean's denominator), the sum of the class weights and
+                   the count of ``ignore_index`` rows (Keras's masked ones), into one small
+                   float64 array (copied to the host once: the call's only synchronisation),
+                   and the indices as int64 for the row kernels;
 ``swap_last``      ``dst[n, a, b] = src[n, b, a]``, cast to ``dst``'s dtype: the class axis of
                    ``(N, C, D)`` moved last (``(N, D, C)``, a row per position) and back;
 ``finalize``       one block: the sums of the per-row losses and z-losses in a fixed order
@@ -41,14 +42,27 @@ THREADS_PER_BLOCK = 256
 MAX_THREADS = 256
 
 # the entries of check_targets' verdict
-BAD, HIGH, LOW, COUNT, TOTAL, WEIGHT_SUM = range(6)
-VERDICT = 6
+BAD, HIGH, LOW, COUNT, TOTAL, WEIGHT_SUM, MASKED = range(7)
+VERDICT = 7
 
 
 @cuda.jit(device=True)
-def _sum_tree(a, b, c, t, threads):
-    """Fixed-shape tree sums of the shared arrays ``a``, ``b`` and ``c``; entry 0 of each
-    holds its total afterwards, visible to every thread."""
+def _sum_tree2(a, b, t, threads):
+    """Fixed-shape tree sums of the shared arrays ``a`` and ``b``; entry 0 of each holds its
+    total afterwards, visible to every thread."""
+    cuda.syncthreads()
+    h = threads // 2
+    while h > 0:
+        if t < h:
+            a[t] += a[t + h]
+            b[t] += b[t + h]
+        cuda.syncthreads()
+        h //= 2
+
+
+@cuda.jit(device=True)
+def _sum_tree4(a, b, c, d, t, threads):
+    """:func:`_sum_tree2` of four shared arrays."""
     cuda.syncthreads()
     h = threads // 2
     while h > 0:
@@ -56,6 +70,7 @@ def _sum_tree(a, b, c, t, threads):
             a[t] += a[t + h]
             b[t] += b[t + h]
             c[t] += c[t + h]
+            d[t] += d[t + h]
         cuda.syncthreads()
         h //= 2
 
@@ -85,27 +100,38 @@ def _divide(total, denominator):
 
 
 @cuda.jit(cache=CACHE)
-def check_targets(target, classes, ignore_index, unsigned, weight, has_weight, copy, flat, info):
-    """One block. ``info``: the verdict (entries :data:`BAD` ... :data:`WEIGHT_SUM`): the first
+def check_targets(target, classes, ignore_index, also, unsigned, weight, has_weight, copy, flat,
+                  info):  # fmt: skip
+    """One block. ``info``: the verdict (entries :data:`BAD` ... :data:`MASKED`): the first
     bad position (-1 if none) and the high and low 32 bits of its index, the count of the rows
-    whose index is not ``ignore_index``, the sum of their classes' weights (their count without
-    weights) and the sum of ``weight``. A ``unsigned`` (uint64) index beyond int64 reads as a
-    negative one and is bad, whatever ``ignore_index``. With ``copy``, ``flat`` receives the
-    indices as int64."""
+    whose index is neither ``ignore_index`` nor ``also`` (the label skipped beside it, Keras's
+    -100; ``ignore_index`` again for none), the sum of their classes' weights (their count
+    without weights), the sum of ``weight`` and the count of the rows of ``ignore_index``. A
+    ``unsigned`` (uint64) index beyond int64 reads as a negative one and is bad, whatever the
+    labels skipped. With ``copy``, ``flat`` receives the indices as int64, ``ignore_index``
+    written as ``also`` (the one label the row kernels skip)."""
     count_acc = cuda.shared.array(MAX_THREADS, float64)
     total_acc = cuda.shared.array(MAX_THREADS, float64)
     weight_acc = cuda.shared.array(MAX_THREADS, float64)
+    masked_acc = cuda.shared.array(MAX_THREADS, float64)
     bad_acc = cuda.shared.array(MAX_THREADS, int64)
     t = cuda.threadIdx.x
     n = target.size
     first = n
     count = 0.0
     total = 0.0
+    masked = 0.0
     for j in range(t, n, cuda.blockDim.x):
         v = int64(target[j])
+        beyond = unsigned and v < 0
+        if not beyond and v == ignore_index:
+            masked += 1.0
+            if copy:
+                flat[j] = also
+            continue
         if copy:
             flat[j] = v
-        if not (unsigned and v < 0) and v == ignore_index:
+        if not beyond and v == also:
             continue
         if v < 0 or v >= classes:
             first = j  # the first of this thread's positions: the smallest
@@ -119,8 +145,9 @@ def check_targets(target, classes, ignore_index, unsigned, weight, has_weight, c
     count_acc[t] = count
     total_acc[t] = total
     weight_acc[t] = wsum
+    masked_acc[t] = masked
     bad_acc[t] = first
-    _sum_tree(count_acc, total_acc, weight_acc, t, cuda.blockDim.x)
+    _sum_tree4(count_acc, total_acc, weight_acc, masked_acc, t, cuda.blockDim.x)
     _min_tree(bad_acc, t, cuda.blockDim.x)
     if t == 0:
         b = bad_acc[0]
@@ -133,6 +160,7 @@ def check_targets(target, classes, ignore_index, unsigned, weight, has_weight, c
         info[COUNT] = count_acc[0]
         info[TOTAL] = total_acc[0]
         info[WEIGHT_SUM] = weight_acc[0] if has_weight else float64(classes)
+        info[MASKED] = masked_acc[0]
 
 
 @cuda.jit(cache=CACHE)
@@ -157,7 +185,6 @@ def finalize(row_loss, row_z, split, denominator, z_denominator, loss, z):
     the CPU adds them). 0-d results; sums in a fixed order."""
     acc = cuda.shared.array(MAX_THREADS, float64)
     acc_z = cuda.shared.array(MAX_THREADS, float64)
-    unused = cuda.shared.array(MAX_THREADS, float64)
     t = cuda.threadIdx.x
     s = 0.0
     sz = 0.0
@@ -166,8 +193,7 @@ def finalize(row_loss, row_z, split, denominator, z_denominator, loss, z):
         sz += row_z[j]
     acc[t] = s
     acc_z[t] = sz
-    unused[t] = 0.0
-    _sum_tree(acc, acc_z, unused, t, cuda.blockDim.x)
+    _sum_tree2(acc, acc_z, t, cuda.blockDim.x)
     if t == 0:
         zv = _divide(acc_z[0], z_denominator)
         value = _divide(acc[0], denominator)
@@ -192,5 +218,5 @@ def kernels(threads_per_block: int | None = None) -> SimpleNamespace:
         )
     found = {name: globals()[name] for name in _KERNEL_NAMES}
     entries = {"BAD": BAD, "HIGH": HIGH, "LOW": LOW, "COUNT": COUNT, "TOTAL": TOTAL}
-    entries.update(WEIGHT_SUM=WEIGHT_SUM, VERDICT=VERDICT)
+    entries.update(WEIGHT_SUM=WEIGHT_SUM, MASKED=MASKED, VERDICT=VERDICT)
     return SimpleNamespace(threads=threads, **found, **entries)
