@@ -281,9 +281,12 @@ def probs_max(x, y, w, c, keep, spread, z_scale, weighted, zloss):
 
 @njit(**POINT_OPTIONS)
 def probs_sums(x, y, w, c, m, keep, spread, z_scale, weighted, zloss):
+    """The softmax numerator, ``y'_c`` (weighted) and ``y'_c (x_c - m)``, leaving out the
+    maxima's zeros (an infinite target or weight there would give inf * 0 = NaN where torch's
+    loss is infinite)."""
     v = _smoothed(y, w, keep, spread, weighted)
     d = x - const(x, m)
-    return exp_shifted(d), v, v * d
+    return exp_shifted(d), v, (v * d if d != const(x, 0.0) else const(x, 0.0))
 
 
 @njit(**POINT_OPTIONS)

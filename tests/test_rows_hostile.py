@@ -58,3 +58,39 @@ def test_sparse_bad_label_error_names_ignore_class(ignore_class):
     assert "ignore_index" not in str(err.value)
     if ignore_class is not None:
         assert f"ignore_class ({ignore_class})" in str(err.value)
+
+
+@pytest.mark.parametrize("classes", [2, 3, 16, 17, 33])
+@pytest.mark.parametrize("value", [np.inf, -np.inf])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_probability_target_infinite_at_the_row_maximum(classes, value, dtype, weighted):
+    """An infinite class probability (or weight) at the row's maximal logit: torch's loss is
+    infinite; the factory's sum ``y_c (x_c - m)`` gave inf * 0 = NaN there."""
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    rng = np.random.default_rng(classes)
+    x = rng.normal(size=(3, classes)).astype(dtype)
+    p = rng.random((3, classes)).astype(dtype)
+    top = np.argmax(x, axis=1)
+    w = None
+    if weighted:
+        w = np.ones(classes, dtype)
+        w[top[1]] = np.inf
+        p[1, top[1]] = 0.5
+    p[0, top[0]] = value
+    p[2, top[2]] = value
+    xt = torch.tensor(x, requires_grad=True)
+    tw = None if w is None else torch.tensor(w)
+    want = F.cross_entropy(xt, torch.tensor(p), weight=tw, reduction="none")
+    want.sum().backward()
+    loss, grad = fastloss.cross_entropy(x, p, weight=w, reduction="none", return_grad=True)
+    np.testing.assert_allclose(loss, want.detach().numpy(), rtol=1e-5)
+    np.testing.assert_allclose(grad, xt.grad.numpy(), rtol=1e-5, atol=1e-6)
+    if not weighted:
+        keras = pytest.importorskip("keras")
+        k = keras.losses.categorical_crossentropy(
+            torch.tensor(p), torch.tensor(x), from_logits=True
+        )
+        ours = fastloss.categorical_crossentropy(x, p, from_logits=True, reduction="none")
+        np.testing.assert_allclose(ours, k.numpy(), rtol=1e-5)
