@@ -367,12 +367,21 @@ NLL = RowSpec(
 
 
 @njit(**POINT_OPTIONS)
+def _clip(q, low, high):
+    """``q`` clipped to ``[low, high]``, NaN kept: written as selects, since ``min``/``max``
+    become ``fminf``/``fmaxf`` on the GPU, which drop a NaN (a NaN prediction would give a
+    finite loss there)."""
+    q = const(q, low) if q < const(q, low) else q
+    return const(q, high) if q > const(q, high) else q
+
+
+@njit(**POINT_OPTIONS)
 def _keras_terms(o, y, total, keep, spread, alpha, gamma, low, high, focal):
     """A class's loss ``-y'_c log q_c`` (focal: times ``alpha (1 - q_c)^gamma``), its derivative
     with respect to the clipped probability (0 outside the clip) and the renormalised
     probability before the clip."""
     q_raw = o / const(o, total)
-    q = min(max(q_raw, const(o, low)), const(o, high))
+    q = _clip(q_raw, low, high)
     inside = (q_raw >= const(o, low)) & (q_raw <= const(o, high))
     v = const(o, keep) * y + const(o, spread)
     lq = log(q)
@@ -494,7 +503,7 @@ def sparse_row(total, t, x, scale, low, high, ignore_class):
     x_t = x[t]
     sum_ = const(x_t, total)
     q_raw = x_t / sum_
-    q = min(max(q_raw, const(x_t, low)), const(x_t, high))
+    q = _clip(q_raw, low, high)
     inside = (q_raw >= const(x_t, low)) & (q_raw <= const(x_t, high))
     dq = -const(x_t, 1.0) / q if inside else const(x_t, 0.0)
     tq = dq * q_raw
