@@ -358,9 +358,10 @@ def _check_gamma(gamma: object) -> float:
     return check_option(gamma, "gamma", low=0.0)
 
 
-def _check_grad_options(return_grad: object, out: object) -> bool:
-    """``return_grad`` checked (a bool), and ``out`` only with it."""
-    return_grad = check_option(return_grad, "return_grad", "bool")
+def _check_grad_options(return_grad: object, out: object, hess: bool = False) -> bool:
+    """``return_grad`` checked (a bool; ``return_hess`` implies it), and ``out`` only with
+    it."""
+    return_grad = check_option(return_grad, "return_grad", "bool") or hess
     if out is not None and not return_grad:
         raise ValueError("out: receives the gradient, so it needs return_grad=True")
     return return_grad
@@ -485,7 +486,7 @@ def cross_entropy(
         is_device_array(input),
         "with softcap" if cap else ("with z_loss_scale" if z_scale else None),
     )
-    return_grad = _check_grad_options(return_grad or hess, out)
+    return_grad = _check_grad_options(return_grad, out, hess)
     if is_device_array(input):  # CuPy or any __cuda_array_interface__: CUDA kernels
         from fastloss import _cuda_softmax
 
@@ -608,7 +609,7 @@ def nll_loss(
     """
     reduction = check_reduction(legacy_reduction(size_average, reduce, reduction))
     hess = _check_hess(return_hess, is_device_array(input))
-    return_grad = _check_grad_options(return_grad or hess, out)
+    return_grad = _check_grad_options(return_grad, out, hess)
     ignore_index = check_option(ignore_index, "ignore_index", "int")
     if is_device_array(input):
         from fastloss import _cuda_softmax
@@ -837,7 +838,7 @@ def categorical_crossentropy(
     hess = _check_hess(
         return_hess, is_device_array(input), None if from_logits else "with from_logits=False"
     )
-    return_grad = _check_grad_options(return_grad or hess, out)
+    return_grad = _check_grad_options(return_grad, out, hess)
     axis = check_option(axis, "axis", "int")
     if is_device_array(input):
         return _keras_device(
@@ -912,7 +913,7 @@ def sparse_categorical_crossentropy(
     hess = _check_hess(
         return_hess, is_device_array(input), None if from_logits else "with from_logits=False"
     )
-    return_grad = _check_grad_options(return_grad or hess, out)
+    return_grad = _check_grad_options(return_grad, out, hess)
     axis = check_option(axis, "axis", "int")
     if is_device_array(input):
         return _keras_device(
