@@ -27,7 +27,7 @@ from fastloss.kernels._jit import POINT_OPTIONS
 from fastloss.kernels.binary import _pow
 from fastloss.kernels.rows import RowSpec, Sweep
 from fastloss.kernels.scalar import const
-from fastloss.kernels.vmath import exp, exp_nonpos, log
+from fastloss.kernels.vmath import exp, exp_nonpos, held, log
 
 CACHE = _cache.enabled()  # before any cached kernel is declared
 
@@ -78,7 +78,7 @@ def _exp_shifted_f32(d):
     # exp_nonpos is exact in range only down to -80 (it clamps there, never giving 0);
     # exp(d/2)**2 reaches below -104, where float32's exp is 0 (masked -inf logits give 0),
     # for two multiplies instead of the general exp's range handling
-    h = exp_nonpos(d * np.float32(0.5))
+    h = exp_nonpos(d * held(np.float32(0.5)))
     return h * h
 
 

@@ -263,6 +263,25 @@ def _as_float(typingctx, i):
     return sig, codegen
 
 
+@intrinsic
+def held(typingctx, x):
+    """``x`` itself, through ``llvm.arithmetic.fence``: the same bits, but a value LLVM does
+    not fold back into a constant. A polynomial's coefficients held this way are computed once
+    before a loop and kept in vector registers (or spilled beside it), instead of being
+    rematerialised from the constant pool at every use: under the JIT's large code model each
+    rematerialisation is an address load and a broadcast (measured: 13 broadcasts and 5
+    address loads per 8 elements in the softmax numerators' loop)."""
+    if not isinstance(x, types.Float):
+        return None
+
+    def codegen(context, builder, signature, args):
+        value = args[0]
+        fence = builder.module.declare_intrinsic("llvm.arithmetic.fence", [value.type])
+        return builder.call(fence, [value])
+
+    return x(x), codegen
+
+
 def order_key(v):
     """An integer whose signed order is the float ``v``'s order (a NaN with its sign bit clear
     above +inf, one with it set below -inf): integer max reductions vectorise, where a float
@@ -439,15 +458,17 @@ def _exp_f32(x):
         xc = _F32_EXP_MAX
     if xc < _F32_EXP_MIN:
         xc = _F32_EXP_MIN
-    t = xc * _F32_LOG2E + _F32_SHIFT
+    t = xc * held(_F32_LOG2E) + held(_F32_SHIFT)
     n = _i4(_as_int(t) - _F32_SHIFT_BITS)
-    nf = t - _F32_SHIFT
-    a = xc - nf * _F32_LN2_HI  # exact
-    r = a - nf * _F32_LN2_LO
-    r_lo = (a - r) - nf * _F32_LN2_LO  # what the rounding of r dropped
+    nf = t - held(_F32_SHIFT)
+    a = xc - nf * held(_F32_LN2_HI)  # exact
+    r = a - nf * held(_F32_LN2_LO)
+    r_lo = (a - r) - nf * held(_F32_LN2_LO)  # what the rounding of r dropped
     r2 = r * r
-    q = (_F32_EXP_Q0 + r * _F32_EXP_Q1) + r2 * ((_F32_EXP_Q2 + r * _F32_EXP_Q3) + r2 * _F32_EXP_Q4)
-    p = _F32_ONE + (r + (r2 * q + r_lo))
+    q = (held(_F32_EXP_Q0) + r * held(_F32_EXP_Q1)) + r2 * (
+        (held(_F32_EXP_Q2) + r * held(_F32_EXP_Q3)) + r2 * held(_F32_EXP_Q4)
+    )
+    p = held(_F32_ONE) + (r + (r2 * q + r_lo))
     n1 = _i4(n >> _I32_ONE)
     s1 = _as_float(_i4((n1 + _I32_BIAS) << _I32_MANT))
     s2 = _as_float(_i4((n - n1 + _I32_BIAS) << _I32_MANT))
@@ -462,17 +483,21 @@ _F32_EXP_NONPOS_MIN = _f4(-80.0)  # exp(-80) = 2**-115.4: normal, and 2**n below
 
 def _exp_nonpos_f32(x):
     xc = x
-    if xc < _F32_EXP_NONPOS_MIN:  # NaN passes
-        xc = _F32_EXP_NONPOS_MIN
-    t = xc * _F32_LOG2E + _F32_SHIFT
+    low = held(_F32_EXP_NONPOS_MIN)
+    if xc < low:  # NaN passes
+        xc = low
+    shift = held(_F32_SHIFT)
+    ln2_lo = held(_F32_LN2_LO)
+    t = xc * held(_F32_LOG2E) + shift
     n = _i4(_as_int(t) - _F32_SHIFT_BITS)
-    nf = t - _F32_SHIFT
-    a = xc - nf * _F32_LN2_HI  # exact
-    r = a - nf * _F32_LN2_LO
-    r_lo = (a - r) - nf * _F32_LN2_LO
+    nf = t - shift
+    a = xc - nf * held(_F32_LN2_HI)  # exact
+    r = a - nf * ln2_lo
+    r_lo = (a - r) - nf * ln2_lo
     r2 = r * r
-    q = (_F32_EXP_Q0 + r * _F32_EXP_Q1) + r2 * ((_F32_EXP_Q2 + r * _F32_EXP_Q3) + r2 * _F32_EXP_Q4)
-    p = _F32_ONE + (r + (r2 * q + r_lo))
+    q01 = held(_F32_EXP_Q0) + r * held(_F32_EXP_Q1)
+    q = q01 + r2 * ((held(_F32_EXP_Q2) + r * held(_F32_EXP_Q3)) + r2 * held(_F32_EXP_Q4))
+    p = held(_F32_ONE) + (r + (r2 * q + r_lo))
     # n in [-116, 0] (a NaN x gives some n, and p NaN): 2**n is a normal number
     return p * _as_float(_i4(_i4(n + _I32_BIAS) << _I32_MANT))
 
@@ -485,10 +510,10 @@ def _exp2_nonpos_f32(x):
     n = _i4(_as_int(t) - _F32_SHIFT_BITS)
     r = xc - (t - _F32_SHIFT)  # exact: |r| <= 1/2
     r2 = r * r
-    p01 = _F32_EXP2_P1 + r * _F32_EXP2_P2
-    p23 = _F32_EXP2_P3 + r * _F32_EXP2_P4
-    p45 = _F32_EXP2_P5 + r * _F32_EXP2_P6
-    p = _F32_ONE + r * (p01 + r2 * (p23 + r2 * p45))
+    p01 = held(_F32_EXP2_P1) + r * held(_F32_EXP2_P2)
+    p23 = held(_F32_EXP2_P3) + r * held(_F32_EXP2_P4)
+    p45 = held(_F32_EXP2_P5) + r * held(_F32_EXP2_P6)
+    p = held(_F32_ONE) + r * (p01 + r2 * (p23 + r2 * p45))
     # n in [-115, 0] (a NaN x gives some n, and p NaN): 2**n is a normal number
     return p * _as_float(_i4(_i4(n + _I32_BIAS) << _I32_MANT))
 
@@ -499,22 +524,22 @@ def _exp_f64(x):
         xc = _F64_EXP_MAX
     if xc < _F64_EXP_MIN:
         xc = _F64_EXP_MIN
-    t = xc * _F64_LOG2E + _F64_SHIFT
+    t = xc * held(_F64_LOG2E) + held(_F64_SHIFT)
     # n from the low 12 bits of t (|n| < 2048), so that no integer operation below can overflow
     # (numba's signed arithmetic is `nsw`: an overflow, even for NaN, would be poison)
     n = ((_as_int(t) & 4095) ^ 2048) - 2048
-    nf = t - _F64_SHIFT
-    a = xc - nf * _F64_LN2_HI  # exact
-    r = a - nf * _F64_LN2_LO
-    r_lo = (a - r) - nf * _F64_LN2_LO  # what the rounding of r dropped
+    nf = t - held(_F64_SHIFT)
+    a = xc - nf * held(_F64_LN2_HI)  # exact
+    r = a - nf * held(_F64_LN2_LO)
+    r_lo = (a - r) - nf * held(_F64_LN2_LO)  # what the rounding of r dropped
     # Q(r) by Estrin's scheme: a dependency chain of 4 multiply-adds instead of Horner's 9
     r2 = r * r
     r4 = r2 * r2
-    q01 = _F64_EXP_Q0 + r * _F64_EXP_Q1
-    q23 = _F64_EXP_Q2 + r * _F64_EXP_Q3
-    q45 = _F64_EXP_Q4 + r * _F64_EXP_Q5
-    q67 = _F64_EXP_Q6 + r * _F64_EXP_Q7
-    q89 = _F64_EXP_Q8 + r * _F64_EXP_Q9
+    q01 = held(_F64_EXP_Q0) + r * held(_F64_EXP_Q1)
+    q23 = held(_F64_EXP_Q2) + r * held(_F64_EXP_Q3)
+    q45 = held(_F64_EXP_Q4) + r * held(_F64_EXP_Q5)
+    q67 = held(_F64_EXP_Q6) + r * held(_F64_EXP_Q7)
+    q89 = held(_F64_EXP_Q8) + r * held(_F64_EXP_Q9)
     q = (q01 + r2 * q23) + r4 * ((q45 + r2 * q67) + r4 * q89)
     p = 1.0 + (r + (r2 * q + r_lo))
     n1 = n >> 1
@@ -535,14 +560,14 @@ def _log_finish_f32(k, f, tail):
     kf = _f4(k)
     f2 = f * f
     f4 = f2 * f2
-    p01 = _F32_LOG_P0 + f * _F32_LOG_P1
-    p23 = _F32_LOG_P2 + f * _F32_LOG_P3
-    p45 = _F32_LOG_P4 + f * _F32_LOG_P5
-    p67 = _F32_LOG_P6 + f * _F32_LOG_P7
+    p01 = held(_F32_LOG_P0) + f * held(_F32_LOG_P1)
+    p23 = held(_F32_LOG_P2) + f * held(_F32_LOG_P3)
+    p45 = held(_F32_LOG_P4) + f * held(_F32_LOG_P5)
+    p67 = held(_F32_LOG_P6) + f * held(_F32_LOG_P7)
     p = (p01 + f2 * p23) + f4 * (p45 + f2 * p67)
-    rest = f2 * (f * p - _F32_HALF) + (kf * _F32_LN2_LO + tail)
-    hi = kf * _F32_LN2_HI + f
-    rest = rest + (f - (hi - kf * _F32_LN2_HI))
+    rest = f2 * (f * p - held(_F32_HALF)) + (kf * held(_F32_LN2_LO) + tail)
+    hi = kf * held(_F32_LN2_HI) + f
+    rest = rest + (f - (hi - kf * held(_F32_LN2_HI)))
     return hi + rest
 
 
@@ -557,14 +582,14 @@ def _log_finish_f64(k, f, tail):
     s = f / (2.0 + f)
     z = s * s
     z2 = z * z
-    t01 = _F64_LOG_T0 + z * _F64_LOG_T1
-    t23 = _F64_LOG_T2 + z * _F64_LOG_T3
-    t45 = _F64_LOG_T4 + z * _F64_LOG_T5
-    t = (t01 + z2 * t23) + (z2 * z2) * (t45 + z2 * _F64_LOG_T6)
+    t01 = held(_F64_LOG_T0) + z * held(_F64_LOG_T1)
+    t23 = held(_F64_LOG_T2) + z * held(_F64_LOG_T3)
+    t45 = held(_F64_LOG_T4) + z * held(_F64_LOG_T5)
+    t = (t01 + z2 * t23) + (z2 * z2) * (t45 + z2 * held(_F64_LOG_T6))
     hfsq = 0.5 * (f * f)
-    rest = (s * (hfsq + z * t) + (kf * _F64_LN2_LO + tail)) - hfsq
-    hi = kf * _F64_LN2_HI + f
-    rest = rest + (f - (hi - kf * _F64_LN2_HI))
+    rest = (s * (hfsq + z * t) + (kf * held(_F64_LN2_LO) + tail)) - hfsq
+    hi = kf * held(_F64_LN2_HI) + f
+    rest = rest + (f - (hi - kf * held(_F64_LN2_HI)))
     return hi + rest
 
 
@@ -699,11 +724,11 @@ _register(log1p, _log1p_f32, _log1p_f64)
 def _log1p_unit_f32(x):
     x2 = x * x
     x4 = x2 * x2
-    u01 = _F32_L1U_0 + x * _F32_L1U_1
-    u23 = _F32_L1U_2 + x * _F32_L1U_3
-    u45 = _F32_L1U_4 + x * _F32_L1U_5
-    u67 = _F32_L1U_6 + x * _F32_L1U_7
-    u = (u01 + x2 * u23) + x4 * ((u45 + x2 * u67) + x4 * _F32_L1U_8)
+    u01 = held(_F32_L1U_0) + x * held(_F32_L1U_1)
+    u23 = held(_F32_L1U_2) + x * held(_F32_L1U_3)
+    u45 = held(_F32_L1U_4) + x * held(_F32_L1U_5)
+    u67 = held(_F32_L1U_6) + x * held(_F32_L1U_7)
+    u = (u01 + x2 * u23) + x4 * ((u45 + x2 * u67) + x4 * held(_F32_L1U_8))
     return x + x2 * u
 
 
