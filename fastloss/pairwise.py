@@ -44,14 +44,13 @@ def _layout(arrays: list, names: list[str]):
     return tuple(arrays[0].shape[:-1]), dtype, grad_dtypes
 
 
-def _embeddings(arrays: list[object], names: list[str]):
-    """The host inputs as C-contiguous ``(N, D)`` matrices of one compute dtype, with the batch
-    shape (``()`` for 1-D inputs) and each input's gradient dtype."""
+def _embeddings(arrays: list[object], names: list[str]) -> tuple[list[_rows.Rows], tuple]:
+    """The host inputs laid out as rows (:class:`fastloss._rows.Rows`: C-contiguous ``(N, D)``
+    matrices of one compute dtype), with the batch shape (``()`` for 1-D inputs)."""
     hosts = [_intake.host_array(a, n) for a, n in zip(arrays, names, strict=True)]
     batch_shape, dtype, grad_dtypes = _layout(hosts, names)
-    rows = int(np.prod(batch_shape))
-    matrices = [np.ascontiguousarray(x, dtype=dtype).reshape(rows, x.shape[-1]) for x in hosts]
-    return matrices, batch_shape, grad_dtypes
+    layout = zip(hosts, grad_dtypes, names, strict=True)
+    return [_rows.Rows(x, dtype, d, name=n) for x, d, n in layout], batch_shape
 
 
 def _on_device(*values: object) -> bool:
@@ -154,14 +153,11 @@ def cosine_embedding_loss(
             spec, ops, [y], [margin], (), reduction, return_grad, batch_shape, dtype,
             grad_dtypes, out,
         )  # fmt: skip
-    matrices, batch_shape, grad_dtypes = _embeddings([input1, input2], names)
+    inputs, batch_shape = _embeddings([input1, input2], names)
     y = _intake.host_array(target, "target")
     _check_target(y, batch_shape)
     rows = np.ascontiguousarray(y, dtype=np.float64).reshape(-1)
-    return _rows.run(
-        spec, matrices, [rows], [margin], (), reduction, return_grad, batch_shape, grad_dtypes,
-        out,
-    )  # fmt: skip
+    return _rows.run(spec, inputs, [rows], [margin], (), reduction, return_grad, out)
 
 
 def triplet_margin_loss(
@@ -244,8 +240,5 @@ def triplet_margin_loss(
             spec, ops, [], [margin, p, eps], flags, reduction, return_grad, batch_shape, dtype,
             grad_dtypes, out,
         )  # fmt: skip
-    matrices, batch_shape, grad_dtypes = _embeddings(arrays, names)
-    return _rows.run(
-        spec, matrices, [], [margin, p, eps], flags, reduction, return_grad, batch_shape,
-        grad_dtypes, out,
-    )  # fmt: skip
+    inputs, _ = _embeddings(arrays, names)
+    return _rows.run(spec, inputs, [], [margin, p, eps], flags, reduction, return_grad, out)
