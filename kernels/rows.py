@@ -80,8 +80,12 @@ class RowSpec:
     coefficients (the loss first). ``skip(row scalars, params, flags)``, when given, marks a
     row that is left out (``ignore_index``): its outputs are 0 and its gradient rows zeros,
     with no sweep over it. With ``staged`` the gradient sweep also receives the last sweep's
-    values at the column, as they were staged for its sums (a ``"sum"`` sweep). Specs compare
-    and hash by identity.
+    values at the column, as they were staged for its sums (a ``"sum"`` sweep). With
+    ``picked`` the gradient's point function reads the column index only to compare it with
+    the row's first scalar (a target class): the CPU kernels run the gradient sweep with the
+    column index -1, a comparison that is the same for every column (a vector compare of
+    64-bit column indices cost half the sweep's instructions), and then write the target's
+    column again with its own index. Specs compare and hash by identity.
     """
 
     name: str
@@ -99,6 +103,7 @@ class RowSpec:
     outputs: int = 1
     skip: object = None
     staged: bool = False
+    picked: bool = False
 
     def __post_init__(self):
         if self.staged and (not self.sweeps or self.sweeps[-1].op != "sum"):
@@ -228,12 +233,29 @@ def _kernel_source(spec: RowSpec, with_grad: bool, parallel: bool) -> str:
         in_place = [
             f"a{j}[i, c]" if j not in own else f"{own[j]}[i, c]" for j in range(spec.inputs)
         ]
+        column = spec.inputs + spec.column_inputs  # where the column index is in the values
+        if spec.picked:  # the target column's inputs, read before an in-place sweep overwrites
+            body.append("tc = ri0")
+            body.append("hit = tc >= 0 and tc < columns")
+            for j in range(spec.inputs):
+                body += [f"sv{j} = a{j}.dtype.type(0)", "if hit:", f"    sv{j} = a{j}[i, tc]"]
         for reads in (in_place, None):
             values = args["values"] if reads is None else reads + args["values"][spec.inputs :]
+            if spec.picked:  # no column of the sweep is the target: a constant comparison
+                values = values[:column] + ["-1"] + values[column + 1 :]
             call = f"grad({', '.join(values + staged + coefs + tail)})"
             body.append("if in_place:" if reads is not None else "else:")
             body.append("    for c in range(columns):")
             body.append(f"        {targets} = {call}")
+        if spec.picked:
+            picked = point_arguments(spec, "tc", "i")["values"]
+            picked[: spec.inputs] = [f"sv{j}" for j in range(spec.inputs)]
+            staged_t = [v.replace(", c]", ", tc]") for v in staged]
+            body.append("if hit:")
+            body.append(
+                f"    {targets.replace(', c]', ', tc]')} = "
+                f"grad({', '.join(picked + staged_t + coefs + tail)})"
+            )
     lines += ["            " + line for line in body]
     return "\n".join(lines) + "\n"
 
@@ -275,6 +297,7 @@ def module_stem(spec: RowSpec, flags: tuple[bool, ...]) -> str:
         functions += (spec.skip,) if spec.skip is not None else ()
         shape = (spec.inputs, spec.row_inputs, spec.column_inputs, spec.params, spec.flags)
         shape += (spec.grads, spec.scales, spec.outputs, spec.staged, spec.skip is not None)
+        shape += (spec.picked,)
         shape += tuple((s.count, s.op) for s in spec.sweeps)
         digest = _stems.setdefault(spec, _combined(functions, shape))
     stem = "rows_" + spec.name

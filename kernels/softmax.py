@@ -215,6 +215,7 @@ _INDEX_OPTIONS = {
     "outputs": 2,
     "skip": index_skip,
     "staged": True,
+    "picked": True,
 }
 
 CROSS_ENTROPY = RowSpec(
@@ -354,7 +355,7 @@ def nll_grad(x, w, c, t, k, ignore_index, weighted):
 
 NLL = RowSpec(
     "nll", 1, (), nll_row, nll_grad, 1, (0,), row_inputs=1, column_inputs=1,
-    params=("ignore_index",), flags=("weighted",), skip=nll_skip,
+    params=("ignore_index",), flags=("weighted",), skip=nll_skip, picked=True,
 )  # fmt: skip
 
 
