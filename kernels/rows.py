@@ -59,11 +59,20 @@ TASK_ELEMENTS = 1 << 15
 class Sweep:
     """One pass over a row's columns: ``point(...)`` (arguments in the module docstring) gives
     ``count`` values (a tuple when ``count > 1``), each summed (``op="sum"``) or maximised
-    (``op="max"``) over the row."""
+    (``op="max"``) over the row. A ``"sum"`` sweep with ``summed`` sums only its first
+    ``summed`` values; the others are staged for the gradient sweep (``staged``) and their
+    totals are 0."""
 
     point: object
     count: int = 1
     op: str = "sum"
+    summed: int | None = None
+
+    @property
+    def sums(self) -> int:
+        """How many of the values are summed: the first ``summed`` (all by default); the rest
+        are only staged for the gradient sweep, and their totals are 0."""
+        return self.count if self.summed is None else self.summed
 
 
 @dataclass(frozen=True, eq=False)
@@ -111,6 +120,9 @@ class RowSpec:
         for sweep in self.sweeps:
             if sweep.op not in ("sum", "max"):
                 raise ValueError(f"{self.name}: a sweep sums or maximises, got {sweep.op!r}")
+            partial = sweep.sums != sweep.count
+            if not 0 <= sweep.sums <= sweep.count or (partial and sweep.op != "sum"):
+                raise ValueError(f"{self.name}: a sum sweep sums 0 to count of its values")
 
 
 def _names(prefix: str, count: int) -> list[str]:
@@ -204,15 +216,14 @@ def _kernel_source(spec: RowSpec, with_grad: bool, parallel: bool) -> str:
             body.append("for c in range(columns):")
             body.append(f"    {', '.join(outs)} = {call}")
             body += [f"    scratch[{j}, c] = {v}" for j, v in enumerate(outs)]
-            body += [f"l{j} = lanes_fill(0.0)" for j in range(sweep.count)]
+            summed = range(sweep.sums)
+            body += [f"l{j} = lanes_fill(0.0)" for j in summed]
             body.append("for c in range(0, full, LANES):")
-            body += [f"    l{j} = lanes_add_row(l{j}, scratch[{j}], c)" for j in range(sweep.count)]
+            body += [f"    l{j} = lanes_add_row(l{j}, scratch[{j}], c)" for j in summed]
             body.append("for c in range(full, columns):")
-            body += [
-                f"    l{j} = lanes_add_at(l{j}, c - full, scratch[{j}, c])"
-                for j in range(sweep.count)
-            ]
-            body += [f"{t} = lanes_sum(l{j})" for j, t in enumerate(totals)]
+            body += [f"    l{j} = lanes_add_at(l{j}, c - full, scratch[{j}, c])" for j in summed]
+            body += [f"{t} = lanes_sum(l{j})" for j, t in enumerate(totals[: sweep.sums])]
+            body += [f"{t} = 0.0" for t in totals[sweep.sums :]]
         results += totals
     row_scalars = [f"ri{j}" for j in range(spec.row_inputs)]
     scales = [f"s_{s}" for s in spec.scales] if with_grad else ["0.0"] * len(spec.scales)
@@ -298,7 +309,7 @@ def module_stem(spec: RowSpec, flags: tuple[bool, ...]) -> str:
         shape = (spec.inputs, spec.row_inputs, spec.column_inputs, spec.params, spec.flags)
         shape += (spec.grads, spec.scales, spec.outputs, spec.staged, spec.skip is not None)
         shape += (spec.picked,)
-        shape += tuple((s.count, s.op) for s in spec.sweeps)
+        shape += tuple((s.count, s.op, s.sums) for s in spec.sweeps)
         digest = _stems.setdefault(spec, _combined(functions, shape))
     stem = "rows_" + spec.name
     stem += "".join(f"_{name}{int(v)}" for name, v in zip(spec.flags, flags, strict=True))

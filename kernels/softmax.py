@@ -409,7 +409,7 @@ def keras_terms(x, y, c, total, keep, spread, alpha, gamma, low, high, focal):
 
 
 @njit(**POINT_OPTIONS)
-def keras_row(total, loss, tq, dqs, x, y, scale, *rest):
+def keras_row(total, loss, tq, unsummed, x, y, scale, *rest):
     return loss, (tq, total, scale)
 
 
@@ -421,9 +421,9 @@ def keras_grad(x, y, c, loss, dq_q, dq, tq, total, scale, *rest):
 
 
 KERAS_PROBS = RowSpec(
-    "keras_probs", 2, (Sweep(keras_total), Sweep(keras_terms, 3)), keras_row, keras_grad, 3,
-    (0,), params=("keep", "spread", "alpha", "gamma", "low", "high"), flags=("focal",),
-    staged=True,
+    "keras_probs", 2, (Sweep(keras_total), Sweep(keras_terms, 3, summed=2)), keras_row,
+    keras_grad, 3, (0,), params=("keep", "spread", "alpha", "gamma", "low", "high"),
+    flags=("focal",), staged=True,
 )  # fmt: skip
 
 
@@ -520,5 +520,5 @@ def sparse_grad(x, c, t, rest, at_target, low, high, ignore_class):
 
 KERAS_SPARSE = RowSpec(
     "keras_sparse", 1, (Sweep(sparse_total),), sparse_row, sparse_grad, 2, (0,), row_inputs=1,
-    params=("low", "high", "ignore_class"), skip=sparse_skip,
+    params=("low", "high", "ignore_class"), skip=sparse_skip, picked=True,
 )  # fmt: skip

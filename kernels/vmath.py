@@ -596,51 +596,51 @@ def _log_finish_f64(k, f, tail):
 def _log_f32(x):
     xs = x
     k0 = _I32_ZERO
-    if x < _F32_TINY:
-        xs = x * _F32_TWO23
+    if x < held(_F32_TINY):
+        xs = x * held(_F32_TWO23)
         k0 = _I32_SUB_K
     ix = _as_int(xs)
     k = _i4(_i4(ix - _F32_SQRT_HALF_BITS) >> _I32_MANT)
-    f = _as_float(_i4(ix - _i4(k << _I32_MANT))) - _F32_ONE
-    y = _log_finish_f32(_i4(k + k0), f, _F32_ZERO)
-    if x == _F32_INF:
+    f = _as_float(_i4(ix - _i4(k << _I32_MANT))) - held(_F32_ONE)
+    y = _log_finish_f32(_i4(k + k0), f, held(_F32_ZERO))
+    if x == held(_F32_INF):
         y = x
-    if not (x >= _F32_ZERO):
-        y = _F32_NAN
-    if x == _F32_ZERO:
-        y = -_F32_INF
+    if not (x >= held(_F32_ZERO)):
+        y = held(_F32_NAN)
+    if x == held(_F32_ZERO):
+        y = -held(_F32_INF)
     return y
 
 
 def _log1p_f32(x):
-    u = _F32_ONE + x
+    u = held(_F32_ONE) + x
     # the rounding error of 1 + x, exactly (Fast2Sum, larger operand first)
-    c = x - (u - _F32_ONE)
-    if not (x <= _F32_ONE):
-        c = _F32_ONE - (u - x)
+    c = x - (u - held(_F32_ONE))
+    if not (x <= held(_F32_ONE)):
+        c = held(_F32_ONE) - (u - x)
     iu = _as_int(u)
     k = _i4(_i4(iu - _F32_SQRT_HALF_BITS) >> _I32_MANT)
-    f = _as_float(_i4(iu - _i4(k << _I32_MANT))) - _F32_ONE
+    f = _as_float(_i4(iu - _i4(k << _I32_MANT))) - held(_F32_ONE)
     # c / u = c 2**-k / (1 + f); past k = 100 the correction is far below an ulp
     kc = k
     if kc > _I32_K_CLAMP:
         kc = _I32_K_CLAMP
     s = _as_float(_i4(_i4(_I32_BIAS - kc) << _I32_MANT))  # 2**-k
-    tail = (c * s) * (_F32_ONE - f * (_F32_ONE - f * (_F32_ONE - f)))
+    tail = (c * s) * (held(_F32_ONE) - f * (held(_F32_ONE) - f * (held(_F32_ONE) - f)))
     if k >= -1 and k <= 1:
         # f = (1 + x) 2**-k - 1 = x s + (s - 1) directly from x, with its rounding error
         # (nonzero only for x in [0.41, 0.5), where it is Fast2Sum with |s - 1| >= |x s|)
         xs = x * s
-        f = xs + (s - _F32_ONE)
-        tail = xs - (f - (s - _F32_ONE))
+        f = xs + (s - held(_F32_ONE))
+        tail = xs - (f - (s - held(_F32_ONE)))
     y = _log_finish_f32(k, f, tail)
-    if x == _F32_INF:
+    if x == held(_F32_INF):
         y = x
-    if not (x >= _F32_MINUS_ONE):
-        y = _F32_NAN
-    if x == _F32_MINUS_ONE:
-        y = -_F32_INF
-    if x == _F32_ZERO:
+    if not (x >= held(_F32_MINUS_ONE)):
+        y = held(_F32_NAN)
+    if x == held(_F32_MINUS_ONE):
+        y = -held(_F32_INF)
+    if x == held(_F32_ZERO):
         y = x
     return y
 

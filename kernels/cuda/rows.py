@@ -215,6 +215,7 @@ def _kernel_source(
         body += _tree(accs if is_sum else [], [] if is_sum else accs, group, base, barrier)
         totals = [f"t{s}_{j}" for j in range(sweep.count)]
         body += [f"{t} = {a}[{first}]" for t, a in zip(totals, accs, strict=True)]
+        body += [f"{t} = 0.0" for t in totals[sweep.sums :]]  # staged only (see Sweep)
         results += totals
     scales = [f"s_{s}" for s in spec.scales] if with_grad else ["0.0"] * len(spec.scales)
     row_args = results + row_scalars + args["views"] + args["columns"] + scales + tail
