@@ -16,12 +16,12 @@ when it is ``out``, and only once every class index has been checked.
 from __future__ import annotations
 
 import importlib
+import math
 from typing import Any
 
 import numpy as np
 
 from fastloss import _reduction, _rows, _threading
-from fastloss._elementwise import _same_memory, check_out
 from fastloss._intake import (
     INT64_MAX,
     check_cast,
@@ -49,108 +49,165 @@ def _module():
     return _kernels
 
 
-def _launch(
-    spec_name: str, flags: tuple, arrays: tuple, params: tuple, scales, grad, hess=None
-) -> list:
-    """The row kernel of the declaration ``spec_name`` (:mod:`fastloss.kernels.softmax`): the
-    per-row float64 outputs, the gradient into ``grad`` (and the Hessian's diagonal into
-    ``hess``) when ``scales`` are given."""
-    spec = getattr(_module(), spec_name)
-    outputs = tuple(a for a in (grad, hess) if a is not None)
-    return _rows.launch(spec, flags, arrays, params, scales, outputs)
+_KERAS_CROSSENTROPY = 0  # kernels.softmax.KERAS_CROSSENTROPY
+_KERAS_FOCAL = 1  # kernels.softmax.KERAS_FOCAL
 
 
-def _scale(reduction: str, denominator: float, return_grad: bool):
-    """The gradient's factor ``1 / denominator`` in float64 (inf for 0, as the elementwise
-    losses); an Accumulator's while one updates. None without a gradient."""
-    if not return_grad:
-        return None
-    return float(_reduction.grad_scale(reduction, np.dtype(np.float64), denominator, True))
+class _Call:
+    """One call's public arguments, resolved once for both plans: the CPU's (:func:`_cpu`)
+    and the device's (:func:`fastloss._cuda_softmax.run`) launch the declaration, flags and
+    parameters it gives and reduce by the denominators it says.
 
+    ``loss`` is ``"cross_entropy"``, ``"focal"``, ``"nll"`` or ``"keras"`` (Keras's three,
+    told apart by ``mode``, ``sparse`` and ``from_logits``; classes along ``axis``, torch's
+    dim 1 otherwise). The kernels skip the rows labelled :attr:`skip` (torch's
+    ``ignore_index``; -100 for Keras, whose ``ignore_class`` rows are relabelled so and, being
+    :attr:`masked`, leave the mean); :attr:`skipped` names the skipped labels in an
+    out-of-range error.
+    """
 
-class _Rows:
-    """``input`` as a C-contiguous ``(rows, C)`` matrix in the compute dtype, and the way
-    back to ``input``'s layout for the gradient."""
+    def __init__(self, loss: str, reduction: str, return_grad: bool, *,
+                 return_z_loss: bool = False, hess: bool = False, ignore_index: int = -100,
+                 smoothing: float = 0.0, softcap: float = 0.0, z_scale: float = 0.0,
+                 alpha: float = 1.0, gamma: float = 0.0, mode: int = _KERAS_CROSSENTROPY,
+                 sparse: bool = False, from_logits: bool = False,
+                 ignore_class: int | None = None, axis: int | None = None):  # fmt: skip
+        self.loss, self.reduction, self.return_grad = loss, reduction, return_grad
+        self.return_z_loss, self.hess = return_z_loss, hess
+        self.ignore_index, self.smoothing, self.softcap = ignore_index, smoothing, softcap
+        self.z_scale, self.alpha, self.gamma = z_scale, alpha, gamma
+        self.mode, self.sparse, self.from_logits = mode, sparse, from_logits
+        self.ignore_class, self.axis = ignore_class, axis
+        keras = loss == "keras"
+        self.skip = -100 if keras else ignore_index
+        self.masked = keras and ignore_class is not None
+        # the label whose rows are masked (Keras's ignore_class), or the skipped one
+        self.mask_label = ignore_class if self.masked else self.skip
+        self.skipped = None
+        if keras and sparse:
+            self.skipped = "-100 (skipped as Keras's torch backend skips it)"
+            if ignore_class == -100:
+                self.skipped = "ignore_class (-100)"
+            elif ignore_class is not None:
+                # Keras masks ignore_class and its torch backend still skips -100: both give
+                # 0, and only the masked samples leave the mean
+                self.skipped = f"ignore_class ({ignore_class}) or -100"
 
-    def __init__(self, input: ArrayLike, name: str = "input", class_axis: int | None = None):
-        x = host_array(input, name)
-        if x.ndim == 0:
+    def kind(self, probabilities: bool) -> str:
+        """The declaration's kind: ``"index"`` (cross-entropy and focal loss against class
+        indices), ``"probs"`` (against class ``probabilities``), ``"nll"``, ``"keras_sparse"``
+        or ``"keras_dense"`` (Keras's clipped probabilities; from logits, the focal form)."""
+        if self.loss == "nll":
+            return "nll"
+        if self.loss == "keras" and not (self.from_logits and self.mode == _KERAS_CROSSENTROPY):
+            return "keras_sparse" if self.sparse else "keras_dense"
+        if self.loss == "keras" and self.sparse:  # Keras takes log_softmax: cross-entropy
+            return "index"
+        return "probs" if probabilities and self.loss != "focal" else "index"
+
+    def check_probabilities(self) -> None:
+        """torch refuses ``ignore_index`` with class probabilities; the softcap is for logits
+        against class indices."""
+        if self.ignore_index != -100:
             raise ValueError(
-                f"{name}: expected an array of shape (C,), (N, C) or (N, C, d1, ..., dk), "
-                "got a 0-d array"
+                f"ignore_index: not supported with class-probability targets (floating target "
+                f"of input's shape), got {self.ignore_index}"
             )
-        if x.dtype.kind != "f":
-            raise unsupported_dtype(name, x.dtype, "a floating dtype")
-        self.original = x
-        self.dtype = compute_dtype(x.dtype, name)
-        self.grad_dtype = _grad_dtype(x, self.dtype)  # the input's floating dtype, as torch
-        self.shape = x.shape
-        if class_axis is None:  # torch: classes along dim 1 (dim 0 of a 1-D input)
-            class_axis = 0 if x.ndim == 1 else 1
-        elif not -x.ndim <= class_axis < x.ndim:
+        if self.softcap:
             raise ValueError(
-                f"axis: expected an axis of input's {x.ndim} dimensions, got {class_axis}"
+                "softcap: supported with class-index targets only, got class probabilities"
             )
-        self.class_axis = class_axis % x.ndim
-        self.classes = x.shape[self.class_axis]
-        if self.classes == 0:
-            raise ValueError(
-                f"{name}: expected at least one class along axis {self.class_axis}, got shape "
-                f"{x.shape}"
-            )
-        # one row per position, classes last
-        self.moved = self.class_axis != x.ndim - 1
-        moved = np.moveaxis(x, self.class_axis, -1) if self.moved else x
-        self.batch_shape = moved.shape[:-1]
-        rows = check_cast(moved, self.dtype, name)
-        self.matrix = np.ascontiguousarray(rows).reshape(-1, self.classes)
 
-    def move(self, array: np.ndarray) -> np.ndarray:
-        """``array`` (of input's shape) with its class axis last."""
-        return np.moveaxis(array, self.class_axis, -1) if self.moved else array
+    def declaration(self, kind: str, has_weight: bool, weight_sum: float, dtype, shape, classes):
+        """``(name, flags, params)``: the declaration of :mod:`fastloss.kernels.softmax` to
+        launch, its compile-time flags and runtime parameters, for an input of ``shape`` and
+        compute ``dtype``; ``weight_sum`` is the sum of the class weights (``classes``
+        without)."""
+        hess = "_HESS" if self.hess else ""
+        if kind == "index":
+            name = ("CROSS_ENTROPY_SMOOTHED" if self.smoothing else "CROSS_ENTROPY") + hess
+            flags = (has_weight, self.softcap > 0, self.z_scale != 0, self.loss == "focal")
+            params = (np.int64(self.skip), weight_sum, self.smoothing, self.softcap,
+                      self.z_scale, self.alpha, self.gamma)  # fmt: skip
+            return name, flags, params
+        if kind == "nll":
+            return "NLL", (has_weight,), (np.int64(self.ignore_index),)
+        # label smoothing's mass per class: Keras's is over the last axis's size, whatever
+        # axis is
+        last = shape[-1] if self.loss == "keras" else classes
+        spread = self.smoothing / last if last else 0.0
+        if kind == "probs":
+            params = (1.0 - self.smoothing, spread, self.z_scale)
+            return "CROSS_ENTROPY_PROBS" + hess, (has_weight, self.z_scale != 0), params
+        low, high = (float(v) for v in _keras_clip(dtype, self.mode))
+        if kind == "keras_sparse":
+            return "KERAS_SPARSE", (), (low, high, np.int64(self.skip))
+        name = "KERAS_FOCAL_LOGITS" if self.from_logits else "KERAS_PROBS"
+        params = (1.0 - self.smoothing, spread, self.alpha, self.gamma, low, high)
+        return name, (self.mode == _KERAS_FOCAL,), params
 
-    @property
-    def rows(self) -> int:
-        return self.matrix.shape[0]
+    def mean_over(self, kind: str, rows: int, masked: float) -> float | None:
+        """The denominator of a mean over ``rows`` rows, ``masked`` of them masked, where it is
+        not torch's (None: the count of the rows not skipped, or their class weights' sum):
+        every row against probabilities and for Keras, the unmasked ones with Keras's
+        ``ignore_class`` (none left: inf, Keras's mean being 0)."""
+        if kind in ("probs", "keras_dense"):
+            return float(rows)
+        if self.loss != "keras" or not self.sparse:
+            return None
+        if not self.masked:
+            return float(rows)
+        kept = rows - masked
+        return float(kept) if kept else math.inf
 
-    def grad_buffer(self, out: object, *others: np.ndarray) -> np.ndarray:
-        """Where the kernel writes the gradient: ``out`` itself when it can be, that is when
-        it is laid out as the rows and shares no memory with the other operands (the
-        targets, the class weights) or is exactly the input."""
-        if out is not None:
-            check_out(out, self.shape, self.grad_dtype, "out")
-            if (
-                not self.moved
-                and out.dtype == self.dtype
-                and out.flags.c_contiguous
-                and (
-                    not np.may_share_memory(out, self.matrix)
-                    or _same_memory(out.reshape(self.matrix.shape), self.matrix)
-                )
-                and not any(np.may_share_memory(out, other) for other in others)
-            ):
-                return out.reshape(self.matrix.shape)
-        return np.empty(self.matrix.shape, self.dtype)
-
-    def finish_grad(self, grad: np.ndarray, out: object) -> np.ndarray:
-        """The gradient in ``input``'s layout, in ``out`` when given."""
-        shaped = grad.reshape(self.batch_shape + (self.classes,))
-        if self.moved:
-            shaped = np.moveaxis(shaped, -1, self.class_axis)
-        if out is not None:
-            if not (
-                isinstance(out, np.ndarray)
-                and np.shares_memory(out, grad)
-                and _same_memory(out.reshape(-1), grad.reshape(-1))
-            ):
-                np.copyto(out, shaped, casting="same_kind")
-            return out
-        if shaped.dtype != self.grad_dtype:
-            shaped = shaped.astype(self.grad_dtype)
-        return shaped
+    def finish(self, loss, z, grad, hess):
+        """The public result: ``loss``, or the tuple of it and what was asked."""
+        values = [loss]
+        if self.return_z_loss:
+            values.append(z)
+        if self.return_grad:
+            values.append(grad)
+        if self.hess:
+            values.append(hess)
+        return values[0] if len(values) == 1 else tuple(values)
 
 
-def _class_weight(weight: object, rows: _Rows) -> tuple[np.ndarray, bool]:
+def _run(call: _Call, input: ArrayLike, target: ArrayLike, weight=None, out=None):
+    """``call`` on ``input``'s backend: the device plan for a device array (CuPy or any
+    ``__cuda_array_interface__``), the CPU plan otherwise."""
+    if is_device_array(input):
+        from fastloss import _cuda_softmax
+
+        return call.finish(*_cuda_softmax.run(call, input, target, weight, out))
+    return call.finish(*_cpu(call, input, target, weight, out))
+
+
+def _layout(input: ArrayLike, axis: int | None = None, name: str = "input") -> _rows.Rows:
+    """``input`` checked and laid out as rows (:class:`fastloss._rows.Rows`): one per
+    position, its classes (along ``axis``; torch's dim 1, dim 0 of a 1-D input, by default)
+    last, in the compute dtype."""
+    x = host_array(input, name)
+    if x.ndim == 0:
+        raise ValueError(
+            f"{name}: expected an array of shape (C,), (N, C) or (N, C, d1, ..., dk), "
+            "got a 0-d array"
+        )
+    if x.dtype.kind != "f":
+        raise unsupported_dtype(name, x.dtype, "a floating dtype")
+    dtype = compute_dtype(x.dtype, name)
+    grad_dtype = _grad_dtype(x, dtype)  # the input's floating dtype, as torch
+    if axis is None:
+        axis = 0 if x.ndim == 1 else 1
+    elif not -x.ndim <= axis < x.ndim:
+        raise ValueError(f"axis: expected an axis of input's {x.ndim} dimensions, got {axis}")
+    if x.shape[axis] == 0:
+        raise ValueError(
+            f"{name}: expected at least one class along axis {axis % x.ndim}, got shape {x.shape}"
+        )
+    return _rows.Rows(x, dtype, grad_dtype, axis, name)
+
+
+def _class_weight(weight: object, rows: _rows.Rows) -> tuple[np.ndarray, bool]:
     if weight is None:
         return np.ones(rows.classes, rows.dtype), False
     w = host_array(weight, "weight")
@@ -161,7 +218,7 @@ def _class_weight(weight: object, rows: _Rows) -> tuple[np.ndarray, bool]:
     return np.ascontiguousarray(check_cast(w, rows.dtype, "weight")), True
 
 
-def _index_target(target: object, rows: _Rows, name: str = "target") -> np.ndarray:
+def _index_target(target: object, rows: _rows.Rows, name: str = "target") -> np.ndarray:
     t = host_array(target, name)
     if t.dtype.kind not in "iu":
         raise TypeError(
@@ -190,7 +247,7 @@ def _index_target(target: object, rows: _Rows, name: str = "target") -> np.ndarr
 
 def _checked_targets(
     flat: np.ndarray,
-    rows: _Rows,
+    rows: _rows.Rows,
     ignore_index: int,
     weight: np.ndarray,
     has_weight: bool,
@@ -216,111 +273,84 @@ def _checked_targets(
     return count, np.where(keep, weight[np.where(keep, t, 0)], 0).astype(np.float64)
 
 
-def _denominator(reduction: str, count: float, row_weights) -> float:
-    """The denominator of a mean (1 otherwise), for the gradient's scale."""
-    return _reduction.mean_denominator(count, row_weights) if reduction == "mean" else 1.0
-
-
-def _loss_and_grad(row_loss, rows: _Rows, reduction, mean, grad, return_grad, out):
-    """The reduced loss, and the gradient in ``input``'s layout when asked."""
-    loss = _reduce_rows(row_loss, rows, reduction, *mean)
-    if not return_grad:
-        return loss
-    return loss, rows.finish_grad(grad, out)
-
-
-def _reduce_rows(
-    row_loss: np.ndarray,
-    rows: _Rows,
-    reduction: str,
-    count: float = 0.0,
-    weights=None,
-    denominator=None,
-    name: str = "loss",
-    part: bool = True,
-):
-    """Per-row losses reduced under the contract: a mean by ``count`` or by the sum of the
-    row ``weights`` (``denominator``, when the caller has it)."""
-    if reduction == "none":
-        return row_loss.astype(rows.dtype).reshape(rows.batch_shape)
-    value = _reduction.reduce_values(
-        row_loss, reduction, count=count, weights=weights, denominator=denominator, name=name,
-        part=part,
-    )  # fmt: skip
-    return rows.dtype.type(value)
-
-
-def _index_rows_call(
-    rows: _Rows,
-    flat_target: np.ndarray,
-    weight: np.ndarray,
-    has_weight: bool,
-    ignore_index: int,
-    reduction: str,
-    *,
-    smoothing: float = 0.0,
-    softcap: float = 0.0,
-    z_scale: float = 0.0,
-    alpha: float = 1.0,
-    gamma: float = 0.0,
-    mode: int = 0,
-    mean_over: float | None = None,
-    return_grad: bool,
-    out: object,
-    hess: bool = False,
-):
-    count, row_weights = _checked_targets(flat_target, rows, ignore_index, weight, has_weight)
-    scalar = rows.dtype.type
+def _cpu(call: _Call, input, target, weight, out):
+    """The CPU plan of ``call``: ``(loss, z_loss, grad, hess)`` (None where not computed)."""
+    rows = _layout(input, call.axis)
+    if call.loss == "keras":
+        labels = (_sparse_target if call.sparse else _dense_target)(target, rows)
+        weight_array, has_weight = _class_weight(None, rows)
+        kind = call.kind(not call.sparse)
+    else:
+        weight_array, has_weight = _class_weight(weight, rows)
+        t = host_array(target, "target")
+        probabilities = call.loss == "cross_entropy" and t.dtype.kind == "f"
+        kind = call.kind(probabilities and t.shape == rows.shape)
+        if kind == "probs":
+            call.check_probabilities()
+            labels = _dense_target(t, rows)
+        else:
+            labels = _index_target(t, rows)
+    count, row_weights, masked = float(rows.rows), None, 0.0
+    if kind in ("index", "nll", "keras_sparse"):
+        if call.masked and call.ignore_class != -100:
+            is_masked = labels == call.ignore_class
+            masked = float(np.count_nonzero(is_masked))
+            labels = np.where(is_masked, np.int64(-100), labels)
+        count, row_weights = _checked_targets(
+            labels, rows, call.skip, weight_array, has_weight, call.skipped
+        )
+        if call.masked and call.ignore_class == -100:
+            masked = rows.rows - count
     z_count = float(count)
-    if mean_over is not None:  # Keras: the mean over every sample, or the unmasked ones
+    mean_over = call.mean_over(kind, rows.rows, masked)
+    if mean_over is not None:
         count, row_weights = mean_over, None
-    denominator = _denominator(reduction, count, row_weights)
-    if z_scale and row_weights is not None and return_grad and _reduction.active():
+    reduction = call.reduction
+    denominator = _reduction.mean_denominator(count, row_weights) if reduction == "mean" else 1.0
+    if call.z_scale and row_weights is not None and call.return_grad and _reduction.active():
         raise ValueError(
             "z_loss_scale: an Accumulator's chunk gradient of a weighted cross-entropy with a "
             "z-loss is not supported (the two means have different denominators)"
         )
-    grad = rows.grad_buffer(out, weight, flat_target) if return_grad else None
-    second = np.empty(rows.matrix.shape, rows.dtype) if hess else None
-    weight_sum = float(np.sum(weight, dtype=np.float64)) if has_weight else float(rows.classes)
-    scales = None
-    if return_grad:
-        scales = (_scale(reduction, denominator, True), _scale(reduction, z_count, True))
-    row_loss, row_z = _launch(
-        ("CROSS_ENTROPY_SMOOTHED" if smoothing else "CROSS_ENTROPY") + ("_HESS" if hess else ""),
-        (has_weight, softcap > 0, z_scale != 0, mode == _FOCAL),
-        (rows.matrix, flat_target, weight),
-        (np.int64(ignore_index), weight_sum, smoothing, softcap, z_scale, alpha, gamma),
-        scales,
-        grad,
-        second,
+    weight_sum = float(rows.classes)
+    if has_weight and kind == "index":
+        weight_sum = float(np.sum(weight_array, dtype=np.float64))
+    name, flags, params = call.declaration(
+        kind, has_weight, weight_sum, rows.dtype, rows.shape, rows.classes
     )
+    spec = getattr(_module(), name)
+    arrays = (
+        (rows.matrix, labels) if kind.startswith("keras") else (rows.matrix, labels, weight_array)
+    )
+    # the gradient may be the input itself, never (part of) the target or the weights
+    grad = rows.grad_buffer(out, arrays[1:]) if call.return_grad else None
+    second = None
+    if call.hess and kind != "nll":
+        second = np.empty(rows.matrix.shape, rows.dtype)
+    scales = None
+    if call.return_grad:
+        scales = (_rows.scale(reduction, denominator), _rows.scale(reduction, z_count))
+        scales = scales[: len(spec.scales)]
+    gradients = tuple(a for a in (grad, second) if a is not None)
+    row_loss, *row_z = _rows.launch(spec, flags, arrays, params, scales, gradients)
     mean = (count, row_weights, denominator)
-    if reduction == "mean" and z_scale:
+    z = None
+    if kind == "index" and reduction == "mean" and call.z_scale:
         # z-loss is reduced over the rows not ignored, whatever the class weights
-        ce = _reduce_rows(row_loss - row_z, rows, "mean", *mean)
-        z = _reduce_rows(row_z, rows, "mean", z_count, name="z")
-        loss = scalar(ce + z)
+        ce = rows.reduce(row_loss - row_z[0], "mean", *mean)
+        z = rows.reduce(row_z[0], "mean", z_count, name="z")
+        loss = rows.dtype.type(ce + z)
     else:
-        loss = _reduce_rows(row_loss, rows, reduction, *mean)
-        z = _reduce_rows(row_z, rows, reduction, z_count, part=False)
-    return loss, z, _finished(rows, grad, out, return_grad), _finished(rows, second, None, hess)
-
-
-def _finished(rows: _Rows, grad, out, wanted: bool):
-    return rows.finish_grad(grad, out) if wanted else None
-
-
-def _finish(result: tuple, return_z_loss: bool, return_grad: bool):
-    loss, z, grad, hess = result if len(result) == 4 else (*result, None)
-    values = [loss]
-    if return_z_loss:
-        values.append(z)
-    if return_grad:
-        values.append(grad)
-    if hess is not None:
-        values.append(hess)
-    return values[0] if len(values) == 1 else tuple(values)
+        loss = rows.reduce(row_loss, reduction, *mean)
+        if row_z:
+            z = rows.reduce(row_z[0], reduction, z_count, part=False)
+    if call.return_grad:
+        grad = rows.finish_grad(grad, out)
+    if second is not None:
+        second = rows.finish_grad(second, None)
+    elif call.hess:  # NLL is linear in its input
+        second = np.zeros(rows.shape, rows.grad_dtype)
+    return loss, z, grad, second
 
 
 def _check_hess(return_hess: object, device: bool, unsupported: str | None = None) -> bool:
@@ -338,20 +368,6 @@ def _check_hess(return_hess: object, device: bool, unsupported: str | None = Non
 
 def _check_smoothing(label_smoothing: object) -> float:
     return check_option(label_smoothing, "label_smoothing", low=0.0, high=1.0)
-
-
-def _check_probability_options(ignore_index: int, softcap: float) -> None:
-    """torch refuses ``ignore_index`` with class probabilities; the softcap is for logits
-    against class indices."""
-    if ignore_index != -100:
-        raise ValueError(
-            f"ignore_index: not supported with class-probability targets (floating target of "
-            f"input's shape), got {ignore_index}"
-        )
-    if softcap:
-        raise ValueError(
-            "softcap: supported with class-index targets only, got class probabilities"
-        )
 
 
 def _check_gamma(gamma: object) -> float:
@@ -487,99 +503,11 @@ def cross_entropy(
         "with softcap" if cap else ("with z_loss_scale" if z_scale else None),
     )
     return_grad = _check_grad_options(return_grad, out, hess)
-    if is_device_array(input):  # CuPy or any __cuda_array_interface__: CUDA kernels
-        from fastloss import _cuda_softmax
-
-        if np.dtype(target.dtype).kind == "f" and tuple(target.shape) == tuple(input.shape):
-            _check_probability_options(ignore_index, cap)
-            if z_scale or return_z_loss:
-                raise ValueError(
-                    "z_loss_scale, return_z_loss: with class-probability targets, supported "
-                    "on the CPU only so far"
-                )
-
-        result = _cuda_softmax.cross_entropy(
-            input,
-            target,
-            weight,
-            ignore_index,
-            reduction,
-            smoothing,
-            cap,
-            z_scale,
-            return_grad=return_grad,
-            out=out,
-        )
-        return _finish(result, return_z_loss, return_grad)
-    rows = _Rows(input)
-    weight_array, has_weight = _class_weight(weight, rows)
-    t = host_array(target, "target")
-    if t.dtype.kind == "f" and t.shape == rows.shape:
-        _check_probability_options(ignore_index, cap)
-        probs = _dense_target(t, rows)
-        result = _prob_call(
-            rows,
-            probs,
-            weight_array,
-            has_weight,
-            smoothing,
-            smoothing / rows.classes if rows.classes else 0.0,
-            reduction,
-            return_grad,
-            out,
-            z_scale=z_scale,
-            hess=hess,
-        )
-        return _finish(result, return_z_loss, return_grad)
-    flat = _index_target(t, rows)
-    result = _index_rows_call(
-        rows,
-        flat,
-        weight_array,
-        has_weight,
-        ignore_index,
-        reduction,
-        smoothing=smoothing,
-        softcap=cap,
-        z_scale=z_scale,
-        return_grad=return_grad,
-        out=out,
-        hess=hess,
-    )
-    return _finish(result, return_z_loss, return_grad)
-
-
-def _prob_call(
-    rows,
-    probs,
-    weight,
-    has_weight,
-    smoothing,
-    spread,
-    reduction,
-    return_grad,
-    out,
-    z_scale=0.0,
-    hess=False,
-):
-    """Cross-entropy against probability rows ``probs`` (laid out as ``rows.matrix``)."""
-    count = float(rows.rows)
-    denominator = count if reduction == "mean" else 1.0
-    grad = rows.grad_buffer(out, probs, weight) if return_grad else None
-    second = np.empty(rows.matrix.shape, rows.dtype) if hess else None
-    scale = _scale(reduction, denominator, return_grad)
-    row_loss, row_z = _launch(
-        "CROSS_ENTROPY_PROBS" + ("_HESS" if hess else ""),
-        (has_weight, z_scale != 0),
-        (rows.matrix, probs, weight),
-        (1.0 - smoothing, spread, z_scale),
-        None if scale is None else (scale, scale),
-        grad,
-        second,
-    )
-    loss = _reduce_rows(row_loss, rows, reduction, count)
-    z = _reduce_rows(row_z, rows, reduction, count, part=False)
-    return loss, z, _finished(rows, grad, out, return_grad), _finished(rows, second, None, hess)
+    call = _Call(
+        "cross_entropy", reduction, return_grad, return_z_loss=return_z_loss, hess=hess,
+        ignore_index=ignore_index, smoothing=smoothing, softcap=cap, z_scale=z_scale,
+    )  # fmt: skip
+    return _run(call, input, target, weight, out)
 
 
 def nll_loss(
@@ -611,33 +539,8 @@ def nll_loss(
     hess = _check_hess(return_hess, is_device_array(input))
     return_grad = _check_grad_options(return_grad, out, hess)
     ignore_index = check_option(ignore_index, "ignore_index", "int")
-    if is_device_array(input):
-        from fastloss import _cuda_softmax
-
-        loss, grad = _cuda_softmax.nll_loss(
-            input, target, weight, ignore_index, reduction, return_grad, out
-        )
-        return (loss, grad) if return_grad else loss
-    rows = _Rows(input)
-    weight_array, has_weight = _class_weight(weight, rows)
-    flat = _index_target(target, rows)
-    count, row_weights = _checked_targets(flat, rows, ignore_index, weight_array, has_weight)
-    denominator = _denominator(reduction, count, row_weights)
-    grad = rows.grad_buffer(out, weight_array, flat) if return_grad else None
-    scale = _scale(reduction, denominator, return_grad)
-    (row_loss,) = _launch(
-        "NLL",
-        (has_weight,),
-        (rows.matrix, flat, weight_array),
-        (np.int64(ignore_index),),
-        None if scale is None else (scale,),
-        grad,
-    )
-    mean = (count, row_weights, denominator)
-    result = _loss_and_grad(row_loss, rows, reduction, mean, grad, return_grad, out)
-    if hess:
-        return (*result, np.zeros(rows.shape, rows.grad_dtype))
-    return result
+    call = _Call("nll", reduction, return_grad, hess=hess, ignore_index=ignore_index)
+    return _run(call, input, target, weight, out)
 
 
 def focal_loss(
@@ -675,39 +578,11 @@ def focal_loss(
     g = _check_gamma(gamma)
     alpha = check_option(alpha, "alpha")
     ignore_index = check_option(ignore_index, "ignore_index", "int")
-    if is_device_array(input):
-        from fastloss import _cuda_softmax
-
-        result = _cuda_softmax.focal_loss(
-            input, target, alpha, g, reduction, ignore_index, return_grad, out
-        )
-        return _finish(result, False, return_grad)
-    rows = _Rows(input)
-    flat = _index_target(target, rows)
-    weight_array, has_weight = _class_weight(None, rows)
-    result = _index_rows_call(
-        rows,
-        flat,
-        weight_array,
-        has_weight,
-        ignore_index,
-        reduction,
-        alpha=alpha,
-        gamma=g,
-        mode=_FOCAL,
-        return_grad=return_grad,
-        out=out,
-    )
-    return _finish(result, False, return_grad)
-
-
-_FOCAL = 1  # kernels.softmax.FOCAL, without importing Numba here
+    call = _Call("focal", reduction, return_grad, ignore_index=ignore_index, alpha=alpha, gamma=g)
+    return _run(call, input, target, out=out)
 
 
 # --- Keras's semantics, in the same form (input = y_pred, target = y_true) -------------------
-
-_KERAS_CROSSENTROPY = 0  # kernels.softmax.KERAS_CROSSENTROPY
-_KERAS_FOCAL = 1  # kernels.softmax.KERAS_FOCAL
 
 
 def _keras_clip(dtype: np.dtype, mode: int) -> tuple:
@@ -720,23 +595,14 @@ def _keras_clip(dtype: np.dtype, mode: int) -> tuple:
     return dtype.type(low), dtype.type(high)
 
 
-def _keras_spread(smoothing: float, rows: _Rows) -> float:
-    """Keras's smoothing mass per class: ``label_smoothing / shape[-1]``, the last axis's
-    size whatever ``axis`` is."""
-    last = rows.shape[-1]
-    return smoothing / last if last else 0.0
-
-
-def _dense_target(target: object, rows: _Rows) -> np.ndarray:
+def _dense_target(target: object, rows: _rows.Rows) -> np.ndarray:
     y = host_array(target, "target")
     if y.shape != rows.shape:
         raise ValueError(f"target: expected the shape of input {rows.shape}, got {y.shape}")
-    return np.ascontiguousarray(check_cast(rows.move(y), rows.dtype, "target")).reshape(
-        rows.matrix.shape
-    )
+    return rows.like(y, "target")
 
 
-def _sparse_target(target: object, rows: _Rows) -> np.ndarray:
+def _sparse_target(target: object, rows: _rows.Rows) -> np.ndarray:
     t = host_array(target, "target")
     if t.ndim == len(rows.shape) and t.ndim and t.shape[rows.class_axis] == 1:
         t = np.squeeze(t, axis=rows.class_axis)  # Keras accepts (N, 1) labels
@@ -754,53 +620,6 @@ def _sparse_target(target: object, rows: _Rows) -> np.ndarray:
             )
         t = t.astype(np.int64)  # Keras casts labels to int64 (truncating)
     return _index_target(t, rows)
-
-
-def _keras_call(
-    rows: _Rows,
-    target: np.ndarray,
-    *,
-    sparse: bool,
-    from_logits: bool,
-    mode: int,
-    smoothing: float,
-    alpha: float,
-    gamma: float,
-    ignore_class: int,
-    reduction: str,
-    mean_over: float,
-    return_grad: bool,
-    out: object,
-):
-    denominator = mean_over if reduction == "mean" else 1.0
-    mean = (mean_over, None, denominator)
-    # the gradient may be the input itself, never (part of) the target
-    grad = rows.grad_buffer(out, target) if return_grad else None
-    scale = _scale(reduction, denominator, return_grad)
-    scales = None if scale is None else (scale,)
-    low, high = (float(v) for v in _keras_clip(rows.dtype, mode))
-    if sparse:
-        params = (low, high, np.int64(ignore_class))
-        (row_loss,) = _launch("KERAS_SPARSE", (), (rows.matrix, target), params, scales, grad)
-    else:
-        params = (1.0 - smoothing, _keras_spread(smoothing, rows), alpha, gamma, low, high)
-        name = "KERAS_FOCAL_LOGITS" if from_logits else "KERAS_PROBS"
-        flags = (mode == _KERAS_FOCAL,)
-        (row_loss,) = _launch(name, flags, (rows.matrix, target), params, scales, grad)
-    return _loss_and_grad(row_loss, rows, reduction, mean, grad, return_grad, out)
-
-
-def _keras_device(input, target, axis, **options):
-    """Keras's losses on a CUDA device: classes along the last axis only."""
-    ndim = len(input.shape)
-    if axis not in (-1, ndim - 1):
-        raise ValueError(
-            f"axis: on a CUDA device only the last axis (-1 or {ndim - 1}) is supported, got {axis}"
-        )
-    from fastloss import _cuda_softmax
-
-    loss, grad = _cuda_softmax.keras(input, target, **options)
-    return (loss, grad) if options["return_grad"] else loss
 
 
 def categorical_crossentropy(
@@ -840,47 +659,11 @@ def categorical_crossentropy(
     )
     return_grad = _check_grad_options(return_grad, out, hess)
     axis = check_option(axis, "axis", "int")
-    if is_device_array(input):
-        return _keras_device(
-            input,
-            target,
-            axis,
-            sparse=False,
-            from_logits=from_logits,
-            mode=_KERAS_CROSSENTROPY,
-            smoothing=smoothing,
-            alpha=1.0,
-            gamma=0.0,
-            ignore_class=-1,
-            masked=False,
-            reduction=reduction,
-            return_grad=return_grad,
-            out=out,
-        )
-    rows = _Rows(input, class_axis=axis)
-    y = _dense_target(target, rows)
-    if from_logits:  # Keras takes log_softmax: the probability-target cross-entropy
-        ones, has_weight = _class_weight(None, rows)
-        spread = _keras_spread(smoothing, rows)
-        result = _prob_call(
-            rows, y, ones, has_weight, smoothing, spread, reduction, return_grad, out, hess=hess
-        )
-        return _finish(result, False, return_grad)
-    return _keras_call(
-        rows,
-        y,
-        sparse=False,
-        from_logits=False,
-        mode=_KERAS_CROSSENTROPY,
-        smoothing=smoothing,
-        alpha=1.0,
-        gamma=0.0,
-        ignore_class=-1,
-        reduction=reduction,
-        mean_over=float(rows.rows),
-        return_grad=return_grad,
-        out=out,
-    )
+    call = _Call(
+        "keras", reduction, return_grad, hess=hess, smoothing=smoothing, from_logits=from_logits,
+        axis=axis,
+    )  # fmt: skip
+    return _run(call, input, target, out=out)
 
 
 def sparse_categorical_crossentropy(
@@ -908,81 +691,17 @@ def sparse_categorical_crossentropy(
     """
     reduction = check_reduction(reduction)
     ignore_class = check_option(ignore_class, "ignore_class", "int", none=True)
-    ignore = -100 if ignore_class is None else ignore_class
     from_logits = check_option(from_logits, "from_logits", "bool")
     hess = _check_hess(
         return_hess, is_device_array(input), None if from_logits else "with from_logits=False"
     )
     return_grad = _check_grad_options(return_grad, out, hess)
     axis = check_option(axis, "axis", "int")
-    if is_device_array(input):
-        return _keras_device(
-            input,
-            target,
-            axis,
-            sparse=True,
-            from_logits=from_logits,
-            mode=_KERAS_CROSSENTROPY,
-            smoothing=0.0,
-            alpha=1.0,
-            gamma=0.0,
-            ignore_class=ignore,
-            masked=ignore_class is not None,
-            reduction=reduction,
-            return_grad=return_grad,
-            out=out,
-        )
-    rows = _Rows(input, class_axis=axis)
-    flat = _sparse_target(target, rows)
-    ones, has_weight = _class_weight(None, rows)
-    skipped = "-100 (skipped as Keras's torch backend skips it)"
-    masked = 0
-    if ignore_class == -100:
-        skipped = "ignore_class (-100)"
-    elif ignore_class is not None:
-        # Keras masks ignore_class and its torch backend still skips -100: both give 0, and
-        # only the masked samples leave the mean
-        skipped = f"ignore_class ({ignore_class}) or -100"
-        is_masked = flat == ignore_class
-        masked = int(np.count_nonzero(is_masked))
-        flat = np.where(is_masked, np.int64(-100), flat)
-    count, _ = _checked_targets(flat, rows, -100, ones, False, skipped)
-    ignore = -100
-    # Keras's mean divides by every sample without ignore_class, by the unmasked ones with it
-    mean_over = float(rows.rows if ignore_class is None else rows.rows - masked)
-    if ignore_class == -100:
-        mean_over = float(count)
-    if mean_over == 0 and ignore_class is not None:
-        mean_over = np.inf  # every sample masked: Keras's mean is 0 (a division by no nan)
-    if from_logits:
-        result = _index_rows_call(
-            rows,
-            flat,
-            ones,
-            has_weight,
-            ignore,
-            reduction,
-            mean_over=mean_over,
-            return_grad=return_grad,
-            out=out,
-            hess=hess,
-        )
-        return _finish(result, False, return_grad)
-    return _keras_call(
-        rows,
-        flat,
-        sparse=True,
-        from_logits=False,
-        mode=_KERAS_CROSSENTROPY,
-        smoothing=0.0,
-        alpha=1.0,
-        gamma=0.0,
-        ignore_class=ignore,
-        reduction=reduction,
-        mean_over=mean_over,
-        return_grad=return_grad,
-        out=out,
-    )
+    call = _Call(
+        "keras", reduction, return_grad, hess=hess, sparse=True, from_logits=from_logits,
+        ignore_class=ignore_class, axis=axis,
+    )  # fmt: skip
+    return _run(call, input, target, out=out)
 
 
 def categorical_focal_crossentropy(
@@ -1020,37 +739,8 @@ def categorical_focal_crossentropy(
     alpha = check_option(alpha, "alpha")
     from_logits = check_option(from_logits, "from_logits", "bool")
     axis = check_option(axis, "axis", "int")
-    if is_device_array(input):
-        return _keras_device(
-            input,
-            target,
-            axis,
-            sparse=False,
-            from_logits=from_logits,
-            mode=_KERAS_FOCAL,
-            smoothing=smoothing,
-            alpha=alpha,
-            gamma=g,
-            ignore_class=-1,
-            masked=False,
-            reduction=reduction,
-            return_grad=return_grad,
-            out=out,
-        )
-    rows = _Rows(input, class_axis=axis)
-    y = _dense_target(target, rows)
-    return _keras_call(
-        rows,
-        y,
-        sparse=False,
-        from_logits=from_logits,
-        mode=_KERAS_FOCAL,
-        smoothing=smoothing,
-        alpha=alpha,
-        gamma=g,
-        ignore_class=-1,
-        reduction=reduction,
-        mean_over=float(rows.rows),
-        return_grad=return_grad,
-        out=out,
-    )
+    call = _Call(
+        "keras", reduction, return_grad, smoothing=smoothing, alpha=alpha, gamma=g,
+        mode=_KERAS_FOCAL, from_logits=from_logits, axis=axis,
+    )  # fmt: skip
+    return _run(call, input, target, out=out)

@@ -95,6 +95,32 @@ def to_dev(x):
     return None if x is None else cuda.to_device(x)
 
 
+def dev_ce(x, t, weight=None, ignore_index=-100, reduction="mean", smoothing=0.0, softcap=0.0,
+           z_scale=0.0, *, return_grad=False, out=None, loss="cross_entropy",
+           **options):  # fmt: skip
+    """The device plan of a cross-entropy (``loss="focal"``: a focal loss, with ``alpha``,
+    ``gamma``) resolved as the public functions resolve it: ``(loss, z_loss, grad)``."""
+    call = cpu._Call(
+        loss, reduction, return_grad, ignore_index=ignore_index, smoothing=smoothing,
+        softcap=softcap, z_scale=z_scale, **options,
+    )  # fmt: skip
+    return dev.run(call, x, t, weight, out)[:3]
+
+
+def dev_nll(x, t, weight=None, ignore_index=-100, reduction="mean", return_grad=False, out=None):
+    """The device plan of an NLL: ``(loss, grad)``."""
+    call = cpu._Call("nll", reduction, return_grad, ignore_index=ignore_index)
+    loss, _, grad, _ = dev.run(call, x, t, weight, out)
+    return loss, grad
+
+
+def dev_focal(x, t, alpha=1.0, gamma=2.0, reduction="mean", return_grad=False):
+    """The device plan of a focal loss: ``(loss, None, grad)``."""
+    options = {"alpha": alpha, "gamma": gamma, "return_grad": return_grad}
+    loss, _, grad = dev_ce(x, t, None, -100, reduction, loss="focal", **options)
+    return loss, None, grad
+
+
 # --- cross-entropy with class indices --------------------------------------------------------
 
 OPTIONS = {
@@ -119,7 +145,7 @@ def run_ce(x, t, w, options, reduction, return_grad=True, out_is_input=False):
         **kwargs,
     )
     dx = cuda.to_device(x)
-    got = dev.cross_entropy(
+    got = dev_ce(
         dx,
         to_dev(t),
         to_dev(w),
@@ -178,7 +204,7 @@ def test_cross_entropy_out_other_array():
     x = logits((3, 6), np.float32, seed=5)
     t = np.array([0, 5, 2])
     out = cuda.device_array((3, 6), np.float32)
-    got = dev.cross_entropy(cuda.to_device(x), to_dev(t), return_grad=True, out=out)
+    got = dev_ce(cuda.to_device(x), to_dev(t), return_grad=True, out=out)
     want = cpu.cross_entropy(x, t, return_grad=True)
     assert got[2] is out
     assert_close(out, want[1], np.float32, x.size, "out")
@@ -189,9 +215,7 @@ def test_cross_entropy_few_classes_one_row():
     x = logits((3,), np.float64, seed=6)
     t = np.array(2)
     want = cpu.cross_entropy(x, t, reduction="none", return_grad=True)
-    got = dev.cross_entropy(
-        cuda.to_device(x), cuda.to_device(t), reduction="none", return_grad=True
-    )
+    got = dev_ce(cuda.to_device(x), cuda.to_device(t), reduction="none", return_grad=True)
     assert got[0].shape == ()
     assert_close(got[0], want[0], np.float64, 3, "loss")
     assert_close(got[2], want[1], np.float64, 3, "grad")
@@ -201,7 +225,7 @@ def test_cross_entropy_all_ignored_and_int32_targets():
     x = logits((3, 5), np.float32, seed=7)
     t = np.full(3, 7, np.int32)
     want = cpu.cross_entropy(x, t, ignore_index=7, return_grad=True)
-    got = dev.cross_entropy(cuda.to_device(x), cuda.to_device(t), None, 7, return_grad=True)
+    got = dev_ce(cuda.to_device(x), cuda.to_device(t), None, 7, return_grad=True)
     assert np.isnan(host(got[0])) and np.isnan(want[0])
     assert_close(got[2], want[1], np.float32, x.size, "grad")
 
@@ -209,11 +233,12 @@ def test_cross_entropy_all_ignored_and_int32_targets():
 def test_cross_entropy_mean_over_and_float16():
     x = logits((4, 6), np.float16, seed=8)
     t = np.array([1, -100, 5, 0], np.int16)
-    got = dev.cross_entropy(cuda.to_device(x), cuda.to_device(t), return_grad=True, mean_over=4.0)
+    dx, dt = cuda.to_device(x), cuda.to_device(t)
+    got = cpu.sparse_categorical_crossentropy(dx, dt, from_logits=True, return_grad=True)
     want = cpu.sparse_categorical_crossentropy(x, t, from_logits=True, return_grad=True)
-    assert host(got[2]).dtype == np.float16
+    assert host(got[1]).dtype == np.float16
     np.testing.assert_allclose(host(got[0]), want[0], rtol=1e-6)
-    np.testing.assert_allclose(host(got[2]), want[1], rtol=2e-3, atol=1e-4)
+    np.testing.assert_allclose(host(got[1]), want[1], rtol=2e-3, atol=1e-4)
 
 
 @pytest.mark.parametrize("reduction", REDUCTIONS)
@@ -221,12 +246,10 @@ def test_no_rows(reduction):
     x = np.zeros((0, 4), np.float32)
     t = np.zeros(0, np.int64)
     want = cpu.cross_entropy(x, t, reduction=reduction, return_grad=True)
-    got = dev.cross_entropy(
-        cuda.to_device(x), cuda.to_device(t), reduction=reduction, return_grad=True
-    )
+    got = dev_ce(cuda.to_device(x), cuda.to_device(t), reduction=reduction, return_grad=True)
     np.testing.assert_array_equal(host(got[0]), want[0])
     assert host(got[2]).shape == (0, 4)
-    loss, _ = dev.nll_loss(cuda.to_device(x), cuda.to_device(t), reduction=reduction)
+    loss, _ = dev_nll(cuda.to_device(x), cuda.to_device(t), reduction=reduction)
     np.testing.assert_array_equal(host(loss), cpu.nll_loss(x, t, reduction=reduction))
 
 
@@ -237,18 +260,18 @@ def test_index_error_before_writing(position):
     t[position] = 6
     dx = cuda.to_device(x)
     with pytest.raises(IndexError, match=rf"class index 6 at position \({position},\)"):
-        dev.cross_entropy(dx, cuda.to_device(t), return_grad=True, out=dx)
+        dev_ce(dx, cuda.to_device(t), return_grad=True, out=dx)
     np.testing.assert_array_equal(host(dx), x)  # input untouched
     t[position] = -3
     with pytest.raises(IndexError, match="class index -3"):
-        dev.nll_loss(dx, cuda.to_device(t))
+        dev_nll(dx, cuda.to_device(t))
 
 
 def test_deterministic():
     x = logits((6, 33), np.float32, seed=10)
     t = targets(6, 33)
-    first = dev.cross_entropy(cuda.to_device(x), cuda.to_device(t), return_grad=True)
-    again = dev.cross_entropy(cuda.to_device(x), cuda.to_device(t), return_grad=True)
+    first = dev_ce(cuda.to_device(x), cuda.to_device(t), return_grad=True)
+    again = dev_ce(cuda.to_device(x), cuda.to_device(t), return_grad=True)
     for a, b in zip(first, again, strict=True):
         np.testing.assert_array_equal(host(a), host(b))
 
@@ -267,8 +290,7 @@ PROBABILITY_OPTIONS = {
 @pytest.mark.parametrize("dtype", FLOATS, ids=["f32", "f64"])
 @pytest.mark.parametrize("name", list(PROBABILITY_OPTIONS))
 def test_cross_entropy_probabilities(name, dtype, reduction):
-    """Class probabilities, the z-loss included (the device path has it; the public function
-    refuses it on a device so far)."""
+    """Class probabilities, the z-loss included."""
     options = PROBABILITY_OPTIONS[name]
     x = logits((ROWS, CLASSES), dtype, seed=11)
     y = np.random.default_rng(12).dirichlet(np.ones(CLASSES), ROWS).astype(dtype)
@@ -279,7 +301,7 @@ def test_cross_entropy_probabilities(name, dtype, reduction):
         x, y, w, reduction=reduction, label_smoothing=smoothing, z_loss_scale=z_scale,
         return_z_loss=True, return_grad=True,
     )  # fmt: skip
-    got = dev.cross_entropy(
+    got = dev_ce(
         cuda.to_device(x),
         cuda.to_device(y),
         to_dev(w),
@@ -294,12 +316,30 @@ def test_cross_entropy_probabilities(name, dtype, reduction):
     assert_close(got[2], want[2], dtype, x.size, "grad")
 
 
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("dtype", FLOATS, ids=["f32", "f64"])
+def test_public_z_loss_with_probabilities(dtype, reduction):
+    """The public cross_entropy takes a z-loss with class probabilities on a device too, and
+    gives the CPU's loss, z-loss and gradient."""
+    x = logits((ROWS, CLASSES), dtype, seed=21)
+    y = np.random.default_rng(22).dirichlet(np.ones(CLASSES), ROWS).astype(dtype)
+    w = weights(CLASSES, dtype)
+    options = {"z_loss_scale": 1e-2, "label_smoothing": 0.1, "reduction": reduction}
+    options.update(return_z_loss=True, return_grad=True)
+    want = cpu.cross_entropy(x, y, w, **options)
+    got = cpu.cross_entropy(cuda.to_device(x), cuda.to_device(y), cuda.to_device(w), **options)
+    assert all(is_device_array(g) for g in got)
+    for g, v, what in zip(got, want, ("loss", "z_loss", "grad"), strict=True):
+        assert_close(g, v, dtype, x.size, what)
+    assert float(np.sum(host(got[1]))) > 0
+
+
 def test_probabilities_in_place():
     x = logits((3, 7), np.float64, seed=13)
     y = np.random.default_rng(14).dirichlet(np.ones(7), 3)
     want = cpu.cross_entropy(x, y, reduction="sum", return_grad=True)
     dx = cuda.to_device(x)
-    got = dev.cross_entropy(dx, cuda.to_device(y), reduction="sum", return_grad=True, out=dx)
+    got = dev_ce(dx, cuda.to_device(y), reduction="sum", return_grad=True, out=dx)
     assert got[2] is dx
     assert_close(dx, want[1], np.float64, x.size, "grad in place")
 
@@ -315,7 +355,7 @@ def test_nll(weighted, dtype, reduction):
     t = targets(ROWS, 9)
     w = weights(9, dtype) if weighted else None
     want = cpu.nll_loss(x, t, w, reduction=reduction, return_grad=True)
-    got = dev.nll_loss(
+    got = dev_nll(
         cuda.to_device(x), cuda.to_device(t), to_dev(w), -100, reduction, return_grad=True
     )
     assert_close(got[0], want[0], dtype, x.size, "loss")
@@ -327,11 +367,11 @@ def test_nll_in_place_forward_only():
     t = np.array([9, 0, -100, 3])
     want = cpu.nll_loss(x, t, return_grad=True)
     dx = cuda.to_device(x)
-    got = dev.nll_loss(dx, cuda.to_device(t), return_grad=True, out=dx)
+    got = dev_nll(dx, cuda.to_device(t), return_grad=True, out=dx)
     assert got[1] is dx
     assert_close(got[0], want[0], np.float32, x.size, "loss")
     assert_close(dx, want[1], np.float32, x.size, "grad in place")
-    loss, grad = dev.nll_loss(cuda.to_device(x), cuda.to_device(t), reduction="sum")
+    loss, grad = dev_nll(cuda.to_device(x), cuda.to_device(t), reduction="sum")
     assert grad is None
     assert_close(loss, cpu.nll_loss(x, t, reduction="sum"), np.float32, x.size, "sum")
 
@@ -343,9 +383,7 @@ def test_focal(alpha, gamma, dtype, reduction):
     x = logits((ROWS, 7), dtype, seed=17)
     t = targets(ROWS, 7)
     want = cpu.focal_loss(x, t, alpha, gamma, reduction, return_grad=True)
-    got = dev.focal_loss(
-        cuda.to_device(x), cuda.to_device(t), alpha, gamma, reduction, return_grad=True
-    )
+    got = dev_focal(cuda.to_device(x), cuda.to_device(t), alpha, gamma, reduction, return_grad=True)
     assert got[1] is None
     assert_close(got[0], want[0], dtype, x.size, "loss")
     assert_close(got[2], want[1], dtype, x.size, "grad")
