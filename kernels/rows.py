@@ -36,9 +36,9 @@ The row contract: a sum over a row's columns adds column ``c`` into float64 lane
 in column order and combines the lanes in the fixed halving tree of
 :func:`~fastloss.kernels.reduction.lanes_sum`. The values are computed in the input's precision
 (the element loop vectorises at full width) and staged in a scratch row, then added a row of
-``LANES`` at a time. The bits of a row's loss depend on its values only: not on the vector
-width, the thread count or the kernel variant. Row losses are then reduced under the reduction
-contract, a row being an element.
+``LANES`` at a time (the last padded with +0.0, which leaves a lane as it is). The bits of a
+row's loss depend on its values only: not on the vector width, the thread count or the kernel
+variant. Row losses are then reduced under the reduction contract, a row being an element.
 """
 
 from __future__ import annotations
@@ -174,7 +174,7 @@ def _kernel_source(spec: RowSpec, with_grad: bool, parallel: bool) -> str:
         f"@njit(parallel={parallel}, **KERNEL_OPTIONS)",
         f"def {name}({', '.join(signature(spec, with_grad))}):",
         "    rows, columns = a0.shape",
-        "    full = columns - columns % LANES",
+        "    padded = columns + (-columns) % LANES",
         "    per_task = max(1, TASK_ELEMENTS // max(columns, 1))",
         "    tasks = (rows + per_task - 1) // per_task",
     ]
@@ -185,7 +185,7 @@ def _kernel_source(spec: RowSpec, with_grad: bool, parallel: bool) -> str:
         f"    for k in {'prange' if parallel else 'range'}(tasks):",
     ]
     if width:
-        lines.append(f"        scratch = np.empty(({width}, columns), a0.dtype)")
+        lines.append(f"        scratch = np.empty(({width}, padded), a0.dtype)")
     lines.append("        for i in range(k * per_task, min(rows, (k + 1) * per_task)):")
     body = list(args["row_scalars"])
     if spec.skip is not None:
@@ -217,11 +217,13 @@ def _kernel_source(spec: RowSpec, with_grad: bool, parallel: bool) -> str:
             body.append(f"    {', '.join(outs)} = {call}")
             body += [f"    scratch[{j}, c] = {v}" for j, v in enumerate(outs)]
             summed = range(sweep.sums)
+            # the last partial row of lanes padded with +0.0, which leaves a lane as it is (a
+            # lane starts at +0.0 and cannot become -0.0, so x + 0.0 == x, NaN and inf too)
+            body.append("for c in range(columns, padded):")
+            body += [f"    scratch[{j}, c] = a0.dtype.type(0)" for j in summed]
             body += [f"l{j} = lanes_fill(0.0)" for j in summed]
-            body.append("for c in range(0, full, LANES):")
+            body.append("for c in range(0, padded, LANES):")
             body += [f"    l{j} = lanes_add_row(l{j}, scratch[{j}], c)" for j in summed]
-            body.append("for c in range(full, columns):")
-            body += [f"    l{j} = lanes_add_at(l{j}, c - full, scratch[{j}, c])" for j in summed]
             body += [f"{t} = lanes_sum(l{j})" for j, t in enumerate(totals[: sweep.sums])]
             body += [f"{t} = 0.0" for t in totals[sweep.sums :]]
         results += totals
@@ -284,7 +286,7 @@ def module_source(spec: RowSpec, flags: tuple[bool, ...]) -> str:
         "from numba import njit, prange",
         "",
         "from fastloss.kernels._jit import KERNEL_OPTIONS, LANES",
-        "from fastloss.kernels.reduction import lanes_add_at, lanes_add_row, lanes_fill, lanes_sum",
+        "from fastloss.kernels.reduction import lanes_add_row, lanes_fill, lanes_sum",
         "from fastloss.kernels.vector_width import full_width",
         "from fastloss.kernels.vmath import from_order_key, order_key",
     ]
