@@ -88,6 +88,14 @@ class Elementwise:
         The target must broadcast to the input's shape, not beyond it (torch's
         ``soft_margin_loss`` writes its result in the input's shape and refuses a larger
         target); a ``ValueError`` otherwise.
+    keyword_reduction
+        ``reduction`` is keyword-only, as in fastloss's Keras-form losses.
+    summary
+        The docstring's first line where it is not ``"<title>, as ``<reference>``."``.
+    preamble
+        A paragraph between the first line and the formula (``"With d_i = ...:"``).
+    constants
+        Kernel parameters after the options' that no argument sets (Keras's epsilon).
     """
 
     kernel: tuple[str, str]
@@ -99,13 +107,19 @@ class Elementwise:
     legacy: bool = True
     warn_shape: bool = False
     target_fits_input: bool = False
+    keyword_reduction: bool = False
+    summary: str | None = None
+    preamble: str = ""
+    constants: tuple[float, ...] = ()
 
     def parameters(self) -> list[str]:
         """The signature's parameters, as source."""
         names = [f"{o.name}: {o.annotation} = {o.default!r}" for o in self.options]
         if self.legacy:
             names += ["size_average: bool | None = None", "reduce: bool | None = None"]
-        names += ['reduction: str = "mean"', "*", "return_grad: bool = False"]
+        reduction = ['reduction: str = "mean"', "*"]
+        names += reduction[::-1] if self.keyword_reduction else reduction
+        names += ["return_grad: bool = False"]
         names += ["return_hess: bool = False", "out: np.ndarray | None = None"]
         return ["input: ArrayLike", "target: ArrayLike", *names]
 
@@ -117,7 +131,7 @@ class Elementwise:
                 flags.append(check_option(value, option.name, "bool"))
             else:
                 params.append(check_option(value, option.name, **option.limits))
-        return tuple(params), tuple(flags)
+        return (*params, *self.constants), tuple(flags)
 
 
 def _run(declaration: Elementwise, arrays, values, reduction, return_grad, return_hess, out):
@@ -201,9 +215,10 @@ def source(name: str, declaration: Elementwise) -> str:
 
 def docstring(name: str, reference: str, declaration: Elementwise) -> str:
     """The numpydoc docstring of the declared function."""
-    lines = [
-        f"{declaration.title}, as ``{reference}``.",
-        "",
+    lines = [declaration.summary or f"{declaration.title}, as ``{reference}``.", ""]
+    if declaration.preamble:
+        lines += [textwrap.dedent(declaration.preamble).strip(), ""]
+    lines += [
         ".. math::",
         textwrap.indent(textwrap.dedent(declaration.formula).strip(), "    "),
         "",

@@ -430,35 +430,110 @@ LOSSES: dict[str, LossInfo] = {
             sample=Sample(),
             variants=DEFAULT,
         ),
-        LossInfo(
+        declared(
             "log_cosh_loss",
-            regression.log_cosh_loss,
             "regression",
             "keras",
             "keras.losses.LogCosh",
+            Elementwise(
+                kernel=("regression", "LOG_COSH"),
+                keyword_reduction=True,
+                legacy=False,
+                title="Logarithm of the hyperbolic cosine of the error",
+                summary="Logarithm of the hyperbolic cosine of the error, as Keras's ``LogCosh``.",
+                formula=r"""
+                    \ell_i = \log\cosh(x_i - y_i) = |d_i| + \log(1 + e^{-2|d_i|}) - \log 2, \qquad
+                    \frac{\partial \ell_i}{\partial x_i} = \tanh(x_i - y_i)
+                """,
+                notes=r"""
+                    computed in that overflow-free form, as :math:`|d_i| + \log f_i`, :math:`f_i =
+                    (1 + e^{-2|d_i|})/2`; ``"mean"`` and ``"sum"`` take one logarithm of the product
+                    of the :math:`f_i` per 1024 elements. Keras averages over the last axis then the
+                    batch, which for ``reduction="mean"`` is the mean over all elements. Accuracy is
+                    absolute, as with Keras's own formula: about an ulp of 1/2 (3e-8 in float32), so
+                    losses near 0 (:math:`d^2/2` for small :math:`d`) lose their relative accuracy.
+                    The second derivative is :math:`1 - \tanh^2(d_i)`, computed without
+                    cancellation.
+
+                """,
+                example=(
+                    "round(float(fastloss.log_cosh_loss([1.0, 1.0, 0.0], [0.9, 0.75, 0.7])), 6)",
+                    "0.087731",
+                ),
+            ),
             domains=("real", "real"),
             sample=Sample(_scaled_normal(3.0)),
             variants=DEFAULT,
         ),
-        LossInfo(
+        declared(
             "msle_loss",
-            regression.msle_loss,
             "regression",
             "keras",
             "keras.losses.MeanSquaredLogarithmicError",
-            _positive_inputs,
+            Elementwise(
+                kernel=("regression", "MSLE"),
+                keyword_reduction=True,
+                legacy=False,
+                constants=(regression.KERAS_EPSILON,),
+                title="Mean squared logarithmic error",
+                summary=(
+                    "Mean squared logarithmic error, as Keras's ``MeanSquaredLogarithmicError``."
+                ),
+                preamble=r"""
+                    With :math:`\epsilon = 10^{-7}` (Keras's ``epsilon()``) and
+                    :math:`r_i = \log(\max(x_i, \epsilon) + 1) - \log(\max(y_i, \epsilon) + 1)`:
+                """,
+                formula=r"""
+                    \ell_i = r_i^2, \qquad
+                    \frac{\partial \ell_i}{\partial x_i} = \frac{2 r_i}{\max(x_i, \epsilon) + 1}
+                    \,[x_i > \epsilon]
+                """,
+                notes=r"""
+                    (half that at :math:`x_i = \epsilon`, where Keras's ``maximum`` splits the
+                    gradient). The second derivative is :math:`2 (1 - r_i) / (\max(x_i, \epsilon) +
+                    1)^2` with the same factor (0 below :math:`\epsilon`, half at it).
+
+                """,
+                example=("round(float(fastloss.msle_loss([1.0, 2.0], [1.0, 3.0])), 6)", "0.04138"),
+            ),
+            make_inputs=_positive_inputs,
             # mostly positive, some negative: Keras clamps y_pred at epsilon (gradient 0 there)
             domains=("positive", "count"),
             sample=Sample(_uniform(-0.5, 3.0), _uniform(0.0, 5.0)),
             variants=DEFAULT,
         ),
-        LossInfo(
+        declared(
             "mape_loss",
-            regression.mape_loss,
             "regression",
             "keras",
             "keras.losses.MeanAbsolutePercentageError",
-            _positive_inputs,
+            Elementwise(
+                kernel=("regression", "MAPE"),
+                keyword_reduction=True,
+                legacy=False,
+                constants=(regression.KERAS_EPSILON,),
+                title="Mean absolute percentage error",
+                summary=(
+                    "Mean absolute percentage error, as Keras's ``MeanAbsolutePercentageError``."
+                ),
+                preamble=r"""
+                    With :math:`m_i = \max(|y_i|, \epsilon)`, :math:`\epsilon = 10^{-7}`:
+                """,
+                formula=r"""
+                    \ell_i = 100 \left|\frac{y_i - x_i}{m_i}\right|, \qquad
+                    \frac{\partial \ell_i}{\partial x_i} = \frac{100}{m_i}
+                    \operatorname{sign}(x_i - y_i)
+                """,
+                notes=r"""
+                    A zero target meets :math:`\epsilon`, so its percentage is huge, as in Keras.
+                    The second derivative is :math:`100 / m_i` everywhere, :math:`x_i = y_i`
+                    included: scikit-learn's ``AbsoluteError`` convention (1, where the exact value
+                    is 0 almost everywhere) scaled by the slope of this absolute error.
+
+                """,
+                example=("float(fastloss.mape_loss([1.0, 3.0], [2.0, 2.0]))", "50.0"),
+            ),
+            make_inputs=_positive_inputs,
             domains=("real", "positive"),
             sample=Sample(),
             variants=DEFAULT,
