@@ -94,3 +94,32 @@ def test_probability_target_infinite_at_the_row_maximum(classes, value, dtype, w
         )
         ours = fastloss.categorical_crossentropy(x, p, from_logits=True, reduction="none")
         np.testing.assert_allclose(ours, k.numpy(), rtol=1e-5)
+
+
+def test_row_spec_refuses_unsummed_values_outside_a_sum_sweep():
+    from fastloss.kernels.rows import RowSpec, Sweep
+
+    def point(*args):
+        return args[0]
+
+    for sweep in (Sweep(point, 1, "max", summed=0), Sweep(point, 2, summed=3)):
+        with pytest.raises(ValueError, match="sum sweep"):
+            RowSpec("bad", 1, (sweep,), point, point, 1, (0,))
+    assert Sweep(point, 3, summed=2).sums == 2 and Sweep(point, 3).sums == 3
+
+
+@pytest.mark.parametrize("classes", [1, 15, 16, 17, 33])
+def test_padded_lanes_and_picked_target_column_in_place(classes):
+    # the padded last row of lanes and the target column written after the gradient sweep,
+    # in place (the target's logit read before the sweep overwrites it), against torch
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(classes)
+    x = rng.standard_normal((6, classes)).astype(np.float64) * 4
+    target = rng.integers(0, classes, 6)
+    xt = torch.tensor(x, requires_grad=True)
+    ref = torch.nn.functional.cross_entropy(xt, torch.tensor(target), label_smoothing=0.1)
+    ref.backward()
+    grad = x.copy()
+    loss, _ = fastloss.cross_entropy(grad, target, label_smoothing=0.1, return_grad=True, out=grad)
+    np.testing.assert_allclose(loss, ref.item(), rtol=1e-13)
+    np.testing.assert_allclose(grad, xt.grad.numpy(), rtol=1e-12, atol=1e-15)
