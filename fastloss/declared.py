@@ -70,7 +70,7 @@ class Elementwise:
         ``(family, name)``: the ``ElementwiseSpec`` ``fastloss.kernels.<family>.<name>``.
     title
         The docstring's first words (``"Hinge embedding loss"``); ``", as <reference>."``
-        follows.
+        follows (``", as Keras's <class>."`` for a ``keras.losses`` class).
     formula
         reST math: the element loss and its derivative with respect to the input.
     notes
@@ -90,8 +90,6 @@ class Elementwise:
         target); a ``ValueError`` otherwise.
     keyword_reduction
         ``reduction`` is keyword-only, as in fastloss's Keras-form losses.
-    summary
-        The docstring's first line where it is not ``"<title>, as ``<reference>``."``.
     preamble
         A paragraph between the first line and the formula (``"With d_i = ...:"``).
     constants
@@ -108,7 +106,6 @@ class Elementwise:
     warn_shape: bool = False
     target_fits_input: bool = False
     keyword_reduction: bool = False
-    summary: str | None = None
     preamble: str = ""
     constants: tuple[float, ...] = ()
 
@@ -215,7 +212,10 @@ def source(name: str, declaration: Elementwise) -> str:
 
 def docstring(name: str, reference: str, declaration: Elementwise) -> str:
     """The numpydoc docstring of the declared function."""
-    lines = [declaration.summary or f"{declaration.title}, as ``{reference}``.", ""]
+    # a Keras loss is named by its class: "as Keras's ``LogCosh``"
+    keras = reference.startswith("keras.losses.")
+    source = f"Keras's ``{reference.rsplit('.', 1)[1]}``" if keras else f"``{reference}``"
+    lines = [f"{declaration.title}, as {source}.", ""]
     if declaration.preamble:
         lines += [textwrap.dedent(declaration.preamble).strip(), ""]
     lines += [

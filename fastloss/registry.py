@@ -440,7 +440,6 @@ LOSSES: dict[str, LossInfo] = {
                 keyword_reduction=True,
                 legacy=False,
                 title="Logarithm of the hyperbolic cosine of the error",
-                summary="Logarithm of the hyperbolic cosine of the error, as Keras's ``LogCosh``.",
                 formula=r"""
                     \ell_i = \log\cosh(x_i - y_i) = |d_i| + \log(1 + e^{-2|d_i|}) - \log 2, \qquad
                     \frac{\partial \ell_i}{\partial x_i} = \tanh(x_i - y_i)
@@ -476,9 +475,6 @@ LOSSES: dict[str, LossInfo] = {
                 legacy=False,
                 constants=(regression.KERAS_EPSILON,),
                 title="Mean squared logarithmic error",
-                summary=(
-                    "Mean squared logarithmic error, as Keras's ``MeanSquaredLogarithmicError``."
-                ),
                 preamble=r"""
                     With :math:`\epsilon = 10^{-7}` (Keras's ``epsilon()``) and
                     :math:`r_i = \log(\max(x_i, \epsilon) + 1) - \log(\max(y_i, \epsilon) + 1)`:
@@ -513,9 +509,6 @@ LOSSES: dict[str, LossInfo] = {
                 legacy=False,
                 constants=(regression.KERAS_EPSILON,),
                 title="Mean absolute percentage error",
-                summary=(
-                    "Mean absolute percentage error, as Keras's ``MeanAbsolutePercentageError``."
-                ),
                 preamble=r"""
                     With :math:`m_i = \max(|y_i|, \epsilon)`, :math:`\epsilon = 10^{-7}`:
                 """,
