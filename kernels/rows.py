@@ -236,8 +236,15 @@ def _kernel_source(spec: RowSpec, with_grad: bool, parallel: bool) -> str:
     if with_grad:
         coefs = [f"k{j}" for j in range(spec.coefficients)]
         body += [f"k{j} = a0.dtype.type(coef[{j}])" for j in range(spec.coefficients)]
-        staged = [f"scratch[{j}, c]" for j in range(spec.sweeps[-1].count)] if spec.staged else []
-        targets = ", ".join(f"{g}[i, c]" for g in grads)
+
+        def staged_at(column: str) -> list[str]:
+            last = spec.sweeps[-1].count if spec.staged else 0
+            return [f"scratch[{j}, {column}]" for j in range(last)]
+
+        def targets_at(column: str) -> str:
+            return ", ".join(f"{g}[i, {column}]" for g in grads)
+
+        staged, targets = staged_at("c"), targets_at("c")
         # written in place (each gradient exactly over its input), the loop reads the gradient
         # arrays: reading the inputs too, LLVM's overlap check would send it to scalar code
         own: dict[int, str] = {}
@@ -263,12 +270,9 @@ def _kernel_source(spec: RowSpec, with_grad: bool, parallel: bool) -> str:
         if spec.picked:
             picked = point_arguments(spec, "tc", "i")["values"]
             picked[: spec.inputs] = [f"sv{j}" for j in range(spec.inputs)]
-            staged_t = [v.replace(", c]", ", tc]") for v in staged]
             body.append("if hit:")
-            body.append(
-                f"    {targets.replace(', c]', ', tc]')} = "
-                f"grad({', '.join(picked + staged_t + coefs + tail)})"
-            )
+            call = f"grad({', '.join(picked + staged_at('tc') + coefs + tail)})"
+            body.append(f"    {targets_at('tc')} = {call}")
     lines += ["            " + line for line in body]
     return "\n".join(lines) + "\n"
 
