@@ -45,11 +45,14 @@ def _factory():
     return _elementwise
 
 
-def _module(kernel_spec, flags: tuple[bool, ...], weighted: bool):
-    key = (kernel_spec, flags, weighted)
+def _module(kernel_spec, flags: tuple[bool, ...], weighted: bool, patterned: tuple = ()):
+    key = (kernel_spec, flags, weighted, patterned)
     module = _modules.get(key)
     if module is None:
-        module = _modules[key] = _factory().kernels(kernel_spec, flags, weighted)
+        module = _factory().kernels(
+            kernel_spec, flags, weighted, *((patterned,) if patterned else ())
+        )
+        _modules[key] = module
     return module
 
 
@@ -176,6 +179,16 @@ def sum_array(values: np.ndarray) -> float:
     return _reduce(module, "reduce_value", values.size, (values,))
 
 
+def _chunked_sum(view: np.ndarray) -> float:
+    """:func:`sum_array` of the elements of ``view`` in C order, copied a chunk at a time: the
+    chunks continue one reduction state, so the bits are those of the whole array's sum."""
+    partial = _reduction.Partial(0)
+    module = _module(spec("sums", "SUM"), (), False)
+    for part in _c_chunks(view):
+        _reduction.accumulate(partial, module, "reduce_value", part.size, (part,), ())
+    return partial.total()
+
+
 def _launch(module, kind: str, n: int, args: tuple):
     if n < PARALLEL_THRESHOLD:
         return getattr(module, kind + "_serial")(*args)
@@ -185,6 +198,98 @@ def _launch(module, kind: str, n: int, args: tuple):
     if not _threading.layer_known:
         _threading.after_launch()
     return result
+
+
+def _broadcast_pattern(a: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """A broadcast view ``a`` (a zero stride along a dimension longer than 1) as the kernels
+    take it without a copy: ``(memory, pattern)``, ``memory`` a read-only 1-D view of the
+    elements it spans and ``pattern`` ``[outer_stride, inner_stride, inner, offset]`` (in
+    elements), element ``i`` in C order being ``memory[(i // inner) * outer_stride + (i % inner)
+    * inner_stride]`` (see :mod:`fastloss.kernels.elementwise`). ``None`` where ``a`` is no
+    broadcast, or its dimensions do not merge into two levels, or its strides are negative or
+    not whole elements: it is then copied."""
+    dims = [(size, stride) for size, stride in zip(a.shape, a.strides, strict=True) if size != 1]
+    if not any(stride == 0 for _, stride in dims) or not a.flags.aligned:
+        return None
+    itemsize = a.itemsize
+    if any(stride < 0 or stride % itemsize for _, stride in dims):
+        return None
+    merged: list[tuple[int, int]] = []
+    for size, stride in dims:  # C order: a dimension merges into the one before it
+        if merged and merged[-1][1] == stride * size:
+            merged[-1] = (merged[-1][0] * size, stride)
+        else:
+            merged.append((size, stride))
+    if len(merged) > 2:
+        return None
+    (rows, outer), (inner, step) = [(1, 0)] * (2 - len(merged)) + merged
+    span = ((rows - 1) * outer + (inner - 1) * step) // itemsize + 1
+    memory = np.lib.stride_tricks.as_strided(a, (span,), (itemsize,), writeable=False)
+    pattern = np.array([outer // itemsize, step // itemsize, inner, 0], np.int64)
+    return memory, pattern
+
+
+def _c_operands(arrays: list[np.ndarray]) -> tuple[list[np.ndarray], dict[int, tuple]]:
+    """The operands in C order: C-contiguous ones as they are, broadcast views after the first
+    as memory and pattern (:func:`_broadcast_pattern`, keyed by position), the others copied."""
+    patterns = {}
+    operands = []
+    for j, a in enumerate(arrays):
+        if not a.flags.c_contiguous:
+            found = _broadcast_pattern(a) if j else None
+            if found is not None:
+                patterns[j] = found
+            else:
+                a = np.ascontiguousarray(a)
+        operands.append(a)
+    return operands, patterns
+
+
+def _split_patterned(positions: frozenset[int]):
+    """How an Accumulator's head splits kernel arguments whose ``positions`` are broadcast
+    operands' patterns (:func:`fastloss._reduction.accumulate`): a pattern's offset moves
+    by the head, its memory stays whole, other arrays are sliced."""
+
+    def split(args: tuple, head: int) -> tuple[tuple, tuple]:
+        first, rest = [], []
+        for j, a in enumerate(args):
+            if j in positions:
+                moved = a.copy()
+                moved[3] += head
+                first.append(a)
+                rest.append(moved)
+            elif j + 1 in positions:  # a broadcast operand's memory
+                first.append(a)
+                rest.append(a)
+            else:
+                first.append(a[:head])
+                rest.append(a[head:])
+        return tuple(first), tuple(rest)
+
+    return split
+
+
+# Elements of a broadcast weight materialised at a time for the sum of a weighted mean.
+_WEIGHT_CHUNK = PARALLEL_THRESHOLD
+
+
+def _c_chunks(view: np.ndarray, size: int | None = None):
+    """Copies of consecutive parts of ``view`` (C order, 1-D), at most ``size`` elements each
+    (default ``_WEIGHT_CHUNK``): whole rows of the leading axis, or parts of one row."""
+    if size is None:
+        size = _WEIGHT_CHUNK
+    if view.size <= size:
+        yield np.ascontiguousarray(view).reshape(-1)
+    elif view.ndim == 1:
+        for lo in range(0, view.size, size):
+            yield np.ascontiguousarray(view[lo : lo + size])
+    elif view[0].size > size:
+        for row in view:
+            yield from _c_chunks(row, size)
+    else:
+        step = size // view[0].size
+        for lo in range(0, view.shape[0], step):
+            yield np.ascontiguousarray(view[lo : lo + step]).reshape(-1)
 
 
 def _unbroadcast(grad: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
@@ -278,20 +383,31 @@ def run(
         if weight.shape != shape:  # weight has input's shape: it broadcasts as input does
             weight = np.broadcast_to(weight, shape)
         arrays = [*arrays, weight]
-    # One memory order for every operand: C, or F when all are Fortran-contiguous; operands
-    # in neither (strided views, broadcasts) are copied.
+    # One memory order for every operand: C, or F when all are Fortran-contiguous. In C order
+    # a broadcast operand after the input goes to the kernel as its own memory and a pattern
+    # (no copy, see _broadcast_pattern); other operands in neither order (strided views, a
+    # broadcast input, broadcasts that do not collapse to two levels) are copied.
     order = "C"
+    patterns: dict[int, tuple] = {}
     for a in arrays:
         if not a.flags.c_contiguous:
             if all(a.flags.f_contiguous for a in arrays):
                 order = "F"
             else:
-                arrays = [a if a.flags.c_contiguous else np.ascontiguousarray(a) for a in arrays]
+                arrays, patterns = _c_operands(arrays)
             break
-    flat = [a.reshape(-1, order=order) for a in arrays]
+    flat = []
+    positions = []  # of the patterns among the kernel's arguments
+    for j, a in enumerate(arrays):
+        if j in patterns:
+            flat += patterns[j]
+            positions.append(len(flat) - 1)
+        else:
+            flat.append(a.reshape(-1, order=order))
     n = flat[0].size
+    split = _split_patterned(frozenset(positions)) if patterns else None
 
-    module = _module(kernel_spec, flags, weight is not None)
+    module = _module(kernel_spec, flags, weight is not None, tuple(sorted(patterns)))
     scalar = dtype.type
     typed = tuple(scalar(p) for p in params) if params else ()
 
@@ -338,7 +454,12 @@ def run(
             _launch(module, "map_value", n, (*flat, *typed, flat_loss))
         result = loss
     else:
-        if weights is not None:
+        # the weights' own elements: small where weight broadcasts; a broadcast view of the
+        # full shape is summed in copied chunks (_c_chunks), as the contract allows
+        chunked = weights is not None and weights.shape == shape and len(arrays) - 1 in patterns
+        if chunked:
+            weights = arrays[-1]
+        elif weights is not None:
             weights = flat[-1] if weights.shape == shape else np.ascontiguousarray(weights).ravel()
         kind = "reduce_value_grad" if return_grad else "reduce_value"
         kind += "_hess" if return_hess else ""
@@ -349,14 +470,17 @@ def run(
             if return_grad:
                 grad_args = (sink.grad_scale(reduction, dtype), *flat_grads)
             total = _reduction.accumulate(
-                quantity.sum, module, kind, n, tuple(flat), typed, grad_args
+                quantity.sum, module, kind, n, tuple(flat), typed, grad_args, split
             )
             count = n if denominator is None else denominator
-            _reduction.add_denominator(quantity, weights, count, sink.start)
+            for part in _c_chunks(weights) if chunked else (weights,):
+                _reduction.add_denominator(quantity, part, count, sink.start)
             result = scalar(total)
         else:
             if reduction != "mean":
                 denominator = 1.0
+            elif chunked:
+                denominator = _chunked_sum(weights)
             elif weights is not None:
                 denominator = sum_array(weights)
             elif denominator is None:

@@ -349,20 +349,25 @@ class Sink:
 
 
 def accumulate(partial: Partial, module, kind: str, n: int, arrays: tuple, params: tuple,
-               grad_args: tuple = ()) -> float:  # fmt: skip
+               grad_args: tuple = (), split=None) -> float:  # fmt: skip
     """Run reduction kernel ``kind`` of ``module`` over the next ``n`` elements of ``partial``
     (``arrays`` and the gradients in ``grad_args[1:]`` are 1-D, ``n`` long). Elements that
     precede the first segment of an accumulator starting inside one are kept raw. Returns the
-    running sum (meaningful from element 0)."""
+    running sum (meaningful from element 0). ``split(arrays, head)``, where given, returns the
+    kernel arguments of the first ``head`` elements and of the others (default: slices; a
+    broadcast operand passed as memory and pattern moves its pattern instead)."""
     if partial.start % SEGMENT and partial.end < partial.boundary:
         head = min(n, partial.boundary - partial.end)
         v = np.empty(head, arrays[0].dtype)
         f = np.empty(head, arrays[0].dtype)
         stage = module.stage_value_grad if grad_args else module.stage_value
         scale, grads = grad_args[:1], grad_args[1:]
-        stage(*(a[:head] for a in arrays), *params, *scale, *(g[:head] for g in grads), v, f)
+        if split is None:
+            first, arrays = tuple(a[:head] for a in arrays), tuple(a[head:] for a in arrays)
+        else:
+            first, arrays = split(arrays, head)
+        stage(*first, *params, *scale, *(g[:head] for g in grads), v, f)
         partial.add_head(v, f)
-        arrays = tuple(a[head:] for a in arrays)
         grad_args = (*scale, *(g[head:] for g in grads))
         n -= head
     launch = (_elementwise or _import_elementwise())._launch

@@ -46,6 +46,19 @@ lanes over one segment and one ``log`` per segment. That is more accurate than a
 per element (the product's rounding is float64's) and takes the logarithm, a third of log-cosh's
 arithmetic, out of the element loop. Elementwise outputs (``reduction="none"``), weighted
 kernels and the CUDA kernels form ``v + log(f)`` per element.
+
+Broadcast operands (``patterned``): an operand other than array 0 that is a broadcast view
+(zero strides) and whose C-order index collapses to two levels is passed as its own memory
+``x`` (1-D) and a pattern ``x_pat = [outer_stride, inner_stride, inner, offset]`` (int64, in
+elements): element ``i`` of the run is ``x[(g // inner) * outer_stride + (g % inner) *
+inner_stride]`` with ``g = i + offset``. The kernels never divide per element: before the
+element loop of a stage (reduce) or of a part of a block (map) they gather the operand into a
+small buffer, one row segment at a time (one division per call, then a copy or a fill per
+segment), and the element loop reads the buffer as it reads a slice of a contiguous operand;
+the short head and rest loops of a reduction, and the stage kernels, index element by element
+(``element_at``). The blocks, stages, lanes and tree are those of the unpatterned kernels, so
+the bits are those of the operand materialised. Which operands are patterned is part of the
+module (``_bc<positions>`` in its stem); a module without any is generated exactly as before.
 """
 
 from __future__ import annotations
@@ -66,6 +79,10 @@ from fastloss.kernels.vector_width import with_full_width
 BLOCK = 1 << 16
 # Nodes a parallel task's stack can hold: a task covers at most TASK_SEGMENTS aligned segments.
 TASK_STACK = 2 * TASK_SEGMENTS.bit_length() + 2
+
+# Elements of a broadcast operand a map kernel gathers at a time (a part of a block that stays
+# in cache between the gather and the element loop).
+GATHER = 1 << 12
 
 KINDS = ("reduce_value", "reduce_value_grad", "map_value", "map_value_grad")
 HESS_KINDS = ("reduce_value_grad_hess", "map_value_grad_hess")
@@ -129,15 +146,23 @@ class ElementwiseSpec:
 _stems: dict[ElementwiseSpec, str] = {}
 
 
-def module_stem(spec: ElementwiseSpec, flags: tuple[bool, ...], weighted: bool) -> str:
+def module_stem(
+    spec: ElementwiseSpec,
+    flags: tuple[bool, ...],
+    weighted: bool,
+    patterned: tuple[int, ...] = (),
+) -> str:
     """The name of a generated module: the spec's name and options, and the hash of the code
     of its point function and of everything that calls (:func:`._cache.code_hash`), so a spec
-    declared again with another point function gets a module of its own."""
+    declared again with another point function gets a module of its own. ``patterned``: the
+    positions (among the arrays, the weight last) of the broadcast operands (``_bc12``)."""
     digest = _stems.get(spec)
     if digest is None:
         digest = _stems.setdefault(spec, code_hash(spec.value_grad))
     stem = spec.name + ("_weighted" if weighted else "")
     stem += "".join(f"_{name}{int(v)}" for name, v in zip(spec.flags, flags, strict=True))
+    if patterned:
+        stem += "_bc" + "".join(str(j) for j in patterned)
     return f"{stem}-{digest}"
 
 
@@ -184,7 +209,9 @@ def point_statements(
 class _Kernel:
     """Names shared by the source of one kernel: its arrays, parameters and gradients."""
 
-    def __init__(self, spec: ElementwiseSpec, weighted: bool, kind: str):
+    def __init__(
+        self, spec: ElementwiseSpec, weighted: bool, kind: str, patterned: tuple[int, ...] = ()
+    ):
         self.spec = spec
         self.weighted = weighted
         self.with_grad = "grad" in kind
@@ -197,13 +224,33 @@ class _Kernel:
         self.hess = ["hs"] if self.with_hess else []
         # unweighted log-factor losses keep v and f apart: a product per segment
         self.product = spec.log_factor and not weighted
+        # broadcast operands: their memory and pattern (arguments), gathered into buffers
+        self.patterned = [self.arrays[j] for j in patterned]
+        self.arguments = []
+        for a in self.arrays:
+            self.arguments += [a, f"{a}_pat"] if a in self.patterned else [a]
+        self.plain = [a for a in self.arrays if a not in self.patterned]
+
+    def read(self, a: str, index: str, view: str) -> str:
+        """Element ``index`` of array ``a`` (``view`` prefixes the name: a slice or buffer)."""
+        if a in self.patterned and not view:
+            return f"element_at({a}, {a}_pat, {index})"
+        return f"{view}{a}[{index}]"
+
+    def gathers(self, lo: str, hi: str, buffer: str = "b_") -> list[str]:
+        """Fill the buffer slices ``s_x`` of the broadcast operands with their elements
+        ``[lo, hi)`` of the run."""
+        lines = []
+        for a in self.patterned:
+            lines += [f"s_{a} = {buffer}{a}[:{hi} - {lo}]", f"gather({a}, {a}_pat, {lo}, s_{a})"]
+        return lines
 
     def element(self, index: str, view: str = "", suffix: str = "") -> list[str]:
         """Point statements of element ``index`` of the arrays (``view`` prefixes their
         names), and the gradient stores."""
-        point_args = [f"{view}{a}[{index}]" for a in self.inputs]
+        point_args = [self.read(a, index, view) for a in self.inputs]
         point_args += self.params + self.flags
-        weight = f"{view}w[{index}]" if self.weighted else None
+        weight = self.read("w", index, view) if self.weighted else None
         lines = point_statements(
             self.spec, point_args, self.with_grad, weight, combine=not self.product,
             suffix=suffix, with_hess=self.with_hess,
@@ -223,10 +270,14 @@ def _indent(lines: list[str], depth: int) -> list[str]:
     return ["    " * depth + line for line in lines]
 
 
-def _map_source(spec: ElementwiseSpec, kind: str, parallel: bool, weighted: bool) -> str:
+def _map_source(
+    spec: ElementwiseSpec, kind: str, parallel: bool, weighted: bool, patterned: tuple = ()
+) -> str:
     """``map_value`` / ``map_value_grad[_hess]``: the element losses (and the scaled gradient
     and second derivative)."""
-    k = _Kernel(spec, weighted, kind)
+    k = _Kernel(spec, weighted, kind, patterned)
+    if k.patterned:
+        return _map_patterned_source(k, kind, parallel)
     outputs = ["loss"] + (["scale"] + k.grads + k.hess if k.with_grad else [])
     name = f"{kind}_{'parallel' if parallel else 'serial'}"
     sliced = k.arrays + ["loss"] + k.grads + k.hess
@@ -252,14 +303,49 @@ def _map_source(spec: ElementwiseSpec, kind: str, parallel: bool, weighted: bool
     return "\n".join(lines) + "\n"
 
 
-def _stage_source(spec: ElementwiseSpec, kind: str, weighted: bool) -> str:
+def _map_patterned_source(k: _Kernel, kind: str, parallel: bool) -> str:
+    """:func:`_map_source` with broadcast operands: each block in parts of ``GATHER``
+    elements, the broadcast operands gathered into a buffer per part (the element loop is
+    the unpatterned one)."""
+    spec = k.spec
+    outputs = ["loss"] + (["scale"] + k.grads + k.hess if k.with_grad else [])
+    name = f"{kind}_{'parallel' if parallel else 'serial'}"
+    sliced = k.plain + ["loss"] + k.grads + k.hess
+    lines = [
+        f"@njit(parallel={parallel}, **KERNEL_OPTIONS)",
+        f"def {name}({', '.join(k.arguments + k.params + outputs)}):",
+        "    n = a0.size",
+        "    nblocks = (n + BLOCK - 1) // BLOCK",
+        f"    for b in {'prange' if parallel else 'range'}(nblocks):",
+        "        lo = b * BLOCK",
+        "        hi = min(lo + BLOCK, n)",
+    ]
+    lines += [f"        b_{a} = np.empty(min(hi - lo, GATHER), {a}.dtype)" for a in k.patterned]
+    lines += [
+        "        for c in range(lo, hi, GATHER):",
+        "            e = min(c + GATHER, hi)",
+    ]
+    lines += [f"            s_{a} = {a}[c:e]" for a in sliced]
+    lines += _indent(k.gathers("c", "e"), 3)
+    lines.append("            for i in range(e - c):")
+    body = point_statements(spec, [f"s_{a}[i]" for a in k.inputs] + k.params + k.flags,
+                            k.with_grad, "s_w[i]" if k.weighted else None,
+                            with_hess=k.with_hess)  # fmt: skip
+    body += [f"s_{g}[i] = d{j} * scale" for j, g in enumerate(k.grads)]
+    body += [f"s_{h}[i] = h * scale" for h in k.hess]
+    body.append("s_loss[i] = v")
+    lines += _indent(body, 4)
+    return "\n".join(lines) + "\n"
+
+
+def _stage_source(spec: ElementwiseSpec, kind: str, weighted: bool, patterned: tuple = ()) -> str:
     """``stage_value`` / ``stage_value_grad`` (serial): each element's ``v`` (and ``f``) as
     the reduction adds them, for the elements of a run that precede its first segment."""
-    k = _Kernel(spec, weighted, kind)
+    k = _Kernel(spec, weighted, kind, patterned)
     outputs = (["scale"] + k.grads if k.with_grad else []) + ["out_v", "out_f"]
     lines = [
         "@njit(parallel=False, **KERNEL_OPTIONS)",
-        f"def {kind}({', '.join(k.arrays + k.params + outputs)}):",
+        f"def {kind}({', '.join(k.arguments + k.params + outputs)}):",
         "    for i in range(a0.size):",
     ]
     body = k.element("i") + ["out_v[i] = v"] + (["out_f[i] = f"] if k.product else [])
@@ -267,7 +353,9 @@ def _stage_source(spec: ElementwiseSpec, kind: str, weighted: bool) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _reduce_source(spec: ElementwiseSpec, kind: str, parallel: bool, weighted: bool) -> str:
+def _reduce_source(
+    spec: ElementwiseSpec, kind: str, parallel: bool, weighted: bool, patterned: tuple = ()
+) -> str:
     """``reduce_value`` / ``reduce_value_grad``: one run of elements into the reduction state.
 
     Arguments after the loss's own: ``start`` (the global position of element 0), ``state``
@@ -276,16 +364,16 @@ def _reduce_source(spec: ElementwiseSpec, kind: str, parallel: bool, weighted: b
     and the sum of the run ``[0, start + n)`` (meaningful where ``start`` is 0). See
     :mod:`fastloss.kernels.reduction` for the contract.
     """
-    k = _Kernel(spec, weighted, kind)
+    k = _Kernel(spec, weighted, kind, patterned)
     outputs = ["scale"] + k.grads + k.hess if k.with_grad else []
     state = ["start", "state", "levels", "indices", "values", "depth"]
     name = f"{kind}_{'parallel' if parallel else 'serial'}"
-    sliced = k.arrays + k.grads + k.hess
+    sliced = k.plain + k.grads + k.hess
     product = "True" if k.product else "False"
     reset = ["lanes_store(lanes_fill(0.0), state, 0)", "lanes_store(lanes_fill(1.0), state, LANES)"]
     lines = [
         f"@njit(parallel={parallel}, **KERNEL_OPTIONS)",
-        f"def {name}({', '.join(k.arrays + k.params + outputs + state)}):",
+        f"def {name}({', '.join(k.arguments + k.params + outputs + state)}):",
         "    n = a0.size",
         "    position = start % SEGMENT",
         "    head = min(n, (SEGMENT - position) % SEGMENT)",
@@ -322,6 +410,7 @@ def _reduce_source(spec: ElementwiseSpec, kind: str, parallel: bool, weighted: b
     lines.append("        stage = np.empty(STAGE, a0.dtype)")
     if k.product:
         lines.append("        stage_f = np.empty(STAGE, a0.dtype)")
+    lines += [f"        b_{a} = np.empty(STAGE, {a}.dtype)" for a in k.patterned]
     lines += [
         "        d = 0",
         "        for s in range(s0, s1, STAGE_SEGMENTS):",
@@ -330,6 +419,7 @@ def _reduce_source(spec: ElementwiseSpec, kind: str, parallel: bool, weighted: b
         "            hi = lo + group * SEGMENT",
     ]
     lines += [f"            s_{a} = {a}[lo:hi]" for a in sliced]
+    lines += _indent(k.gathers("lo", "hi"), 3)
     lines.append("            for i in range(hi - lo):")
     body = k.element("i", "s_") + ["stage[i] = v"] + (["stage_f[i] = f"] if k.product else [])
     lines += _indent(body, 4)
@@ -369,8 +459,14 @@ def _reduce_source(spec: ElementwiseSpec, kind: str, parallel: bool, weighted: b
     return "\n".join(lines) + "\n"
 
 
-def module_source(spec: ElementwiseSpec, flags: tuple[bool, ...], weighted: bool) -> str:
-    """Source of the generated module holding every kernel of ``spec`` for these options."""
+def module_source(
+    spec: ElementwiseSpec,
+    flags: tuple[bool, ...],
+    weighted: bool,
+    patterned: tuple[int, ...] = (),
+) -> str:
+    """Source of the generated module holding every kernel of ``spec`` for these options
+    (``patterned``: the positions of the broadcast operands, see the module docstring)."""
     value_grad = spec.value_grad
     header = [
         f'"""Kernels of {spec.name} generated by fastloss.kernels.elementwise; do not edit."""',
@@ -396,17 +492,63 @@ def module_source(spec: ElementwiseSpec, flags: tuple[bool, ...], weighted: bool
     for name, v in zip(spec.flags, flags, strict=True):
         header.append(f"FLAG_{name.upper()} = {bool(v)}")
     parts = ["\n".join(header) + "\n"]
+    if patterned:
+        parts[0] = parts[0].replace(
+            "from fastloss.kernels._jit import KERNEL_OPTIONS,",
+            "from fastloss.kernels._jit import KERNEL_OPTIONS, POINT_OPTIONS,",
+        )
+        parts[0] += f"GATHER = {GATHER}\n"
+        parts.append(_PATTERN_HELPERS)
     hess = ("_hess",) if spec.hess else ()
     for kind in ("reduce_value", "reduce_value_grad", *(f"reduce_value_grad{h}" for h in hess)):
         for parallel in (False, True):
-            parts.append(_reduce_source(spec, kind, parallel, weighted))
+            parts.append(_reduce_source(spec, kind, parallel, weighted, patterned))
     for kind in ("map_value", "map_value_grad", *(f"map_value_grad{h}" for h in hess)):
         for parallel in (False, True):
-            parts.append(_map_source(spec, kind, parallel, weighted))
+            parts.append(_map_source(spec, kind, parallel, weighted, patterned))
     for kind in ("stage_value", "stage_value_grad"):
-        parts.append(_stage_source(spec, kind, weighted))
+        parts.append(_stage_source(spec, kind, weighted, patterned))
     return with_full_width("\n\n".join(parts))
 
+
+# The helpers of the modules with broadcast operands (see the module docstring).
+_PATTERN_HELPERS = """\
+@njit(**POINT_OPTIONS)
+def element_at(x, x_pat, i):
+    g = i + x_pat[3]
+    row = g // x_pat[2]
+    return x[row * x_pat[0] + (g - row * x_pat[2]) * x_pat[1]]
+
+
+@njit(**POINT_OPTIONS)
+def gather(x, x_pat, lo, out):
+    outer = x_pat[0]
+    step = x_pat[1]
+    inner = x_pat[2]
+    g = lo + x_pat[3]
+    row = g // inner
+    col = g - row * inner
+    count = out.size
+    j = 0
+    while j < count:
+        m = min(count - j, inner - col)
+        base = row * outer + col * step
+        part = out[j:j + m]
+        if step == 0:
+            value = x[base]
+            for t in range(m):
+                part[t] = value
+        elif step == 1:
+            source = x[base:base + m]
+            for t in range(m):
+                part[t] = source[t]
+        else:
+            for t in range(m):
+                part[t] = x[base + t * step]
+        j += m
+        row += 1
+        col = 0
+"""
 
 _modules: dict[tuple, ModuleType] = {}
 _lock = threading.RLock()
@@ -453,16 +595,27 @@ def load_module(stem: str, source: str) -> ModuleType:
     return module
 
 
-def kernels(spec: ElementwiseSpec, flags: tuple[bool, ...] = (), weighted: bool = False):
-    """The generated module of ``spec`` for these flag values (memoised, thread-safe).
+def kernels(
+    spec: ElementwiseSpec,
+    flags: tuple[bool, ...] = (),
+    weighted: bool = False,
+    patterned: tuple[int, ...] = (),
+):
+    """The generated module of ``spec`` for these flag values (memoised, thread-safe);
+    ``patterned``: the positions (among the arrays, the weight last) of the operands passed as
+    memory and pattern (broadcast views, see the module docstring).
 
     Its attributes ``reduce_value_serial``, ``reduce_value_parallel``, ... are Numba dispatchers
     that compile on first call and cache on disk.
     """
+    patterned = tuple(patterned)
 
     def build():
         check_flags(spec.name, spec.flags, flags)
-        source = module_source(spec, flags, weighted)
-        return load_module(module_stem(spec, flags, weighted), source)
+        if any(not 0 < j < spec.arrays + weighted for j in patterned):
+            raise ValueError(f"{spec.name}: patterned operands {patterned} out of range")
+        source = module_source(spec, flags, weighted, patterned)
+        return load_module(module_stem(spec, flags, weighted, patterned), source)
 
-    return memoised(("cpu", spec, flags, weighted), build)
+    key = ("cpu", spec, flags, weighted) + ((patterned,) if patterned else ())
+    return memoised(key, build)
