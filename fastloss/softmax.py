@@ -141,8 +141,8 @@ class _Call:
             return "CROSS_ENTROPY_PROBS" + hess, (has_weight, self.z_scale != 0), params
         low, high = (float(v) for v in _keras_clip(dtype, self.mode))
         if kind == "keras_sparse":
-            return "KERAS_SPARSE", (), (low, high, np.int64(self.skip))
-        name = "KERAS_FOCAL_LOGITS" if self.from_logits else "KERAS_PROBS"
+            return "KERAS_SPARSE" + hess, (), (low, high, np.int64(self.skip))
+        name = ("KERAS_FOCAL_LOGITS" if self.from_logits else "KERAS_PROBS") + hess
         params = (1.0 - self.smoothing, spread, self.alpha, self.gamma, low, high)
         return name, (self.mode == _KERAS_FOCAL,), params
 
@@ -353,16 +353,14 @@ def _cpu(call: _Call, input, target, weight, out):
     return loss, z, grad, second
 
 
-def _check_hess(return_hess: object, device: bool, unsupported: str | None = None) -> bool:
-    """``return_hess`` checked (a bool); NotImplementedError where its diagonal is not given."""
+def _check_hess(return_hess: object, device: bool) -> bool:
+    """``return_hess`` checked (a bool); NotImplementedError on the device."""
     return_hess = check_option(return_hess, "return_hess", "bool")
     if return_hess and device:
         raise NotImplementedError(
             "return_hess: second derivatives are computed on the CPU only; device arrays "
             "support return_grad, not return_hess yet"
         )
-    if return_hess and unsupported:
-        raise NotImplementedError(f"return_hess: not available {unsupported} yet")
     return return_hess
 
 
@@ -457,7 +455,10 @@ def cross_entropy(
         Also return the diagonal of the Hessian with respect to ``input``,
         :math:`A\, p_c (1 - p_c)` with :math:`A` the gradient's coefficient of :math:`p_c`
         (scaled by the reduction as the gradient is; scikit-learn's ``HalfMultinomialLoss``
-        diagonal); implies ``return_grad``. Not with ``softcap`` or ``z_loss_scale``.
+        diagonal); implies ``return_grad``. The z-loss adds :math:`2 \lambda p_c^2` (its own
+        scale), and with ``softcap`` the chain rule through :math:`y = s \tanh(x / s)` gives
+        :math:`h_y (1 - u^2)^2 - 2 u (1 - u^2) g_y / s`, :math:`u = y / s`, :math:`g_y, h_y`
+        the derivatives by the capped logit.
     out : ndarray, optional
         Receives the gradient; may be ``input`` itself.
 
@@ -497,11 +498,7 @@ def cross_entropy(
     if cap == np.inf:
         cap = 0.0  # s tanh(x / s) -> x: no capping
     z_scale = check_option(z_loss_scale, "z_loss_scale", low=0.0)
-    hess = _check_hess(
-        return_hess,
-        is_device_array(input),
-        "with softcap" if cap else ("with z_loss_scale" if z_scale else None),
-    )
+    hess = _check_hess(return_hess, is_device_array(input))
     return_grad = _check_grad_options(return_grad, out, hess)
     call = _Call(
         "cross_entropy", reduction, return_grad, return_z_loss=return_z_loss, hess=hess,
@@ -552,6 +549,7 @@ def focal_loss(
     ignore_index: int = -100,
     *,
     return_grad: bool = False,
+    return_hess: bool = False,
     out: np.ndarray | None = None,
 ):
     r"""Multi-class focal loss on logits with class-index targets.
@@ -567,6 +565,17 @@ def focal_loss(
     Rows whose target is ``ignore_index`` contribute 0; ``"mean"`` averages over the rows not
     ignored. Shapes as :func:`cross_entropy` with class-index targets.
 
+    ``return_hess=True`` adds the Hessian's diagonal: with :math:`A` the factor above and
+    :math:`B = p_t\, dA/dp_t = \gamma (1 - p_t)^{\gamma - 2} p_t \bigl((1 - p_t) \mathrm{ce}
+    - 2 (1 - p_t) - (\gamma - 1) p_t \mathrm{ce}\bigr)`,
+
+    .. math::
+
+        \frac{\partial^2 \ell}{\partial x_c^2} = \alpha \bigl(A p_c (1 - p_c)
+            - B (p_c - [c = t])^2\bigr),
+
+    scaled as the gradient is (0 at :math:`p_t = 1`).
+
     Examples
     --------
     >>> import fastloss
@@ -574,11 +583,15 @@ def focal_loss(
     0.045678
     """
     reduction = check_reduction(reduction)
-    return_grad = _check_grad_options(return_grad, out)
+    hess = _check_hess(return_hess, is_device_array(input))
+    return_grad = _check_grad_options(return_grad, out, hess)
     g = _check_gamma(gamma)
     alpha = check_option(alpha, "alpha")
     ignore_index = check_option(ignore_index, "ignore_index", "int")
-    call = _Call("focal", reduction, return_grad, ignore_index=ignore_index, alpha=alpha, gamma=g)
+    call = _Call(
+        "focal", reduction, return_grad, hess=hess, ignore_index=ignore_index, alpha=alpha,
+        gamma=g,
+    )  # fmt: skip
     return _run(call, input, target, out=out)
 
 
@@ -648,15 +661,20 @@ def categorical_crossentropy(
 
     ``reduction``: "mean" averages the per-sample losses (Keras's ``sum_over_batch_size``),
     "sum" adds them, "none" returns them (``input``'s shape without ``axis``).
-    ``return_hess=True`` (``from_logits=True`` only) adds the Hessian's diagonal
-    :math:`p_c (1 - p_c) \sum_k y'_k`, scaled as the gradient is.
+    ``return_hess=True`` adds the Hessian's diagonal, scaled as the gradient is: from logits
+    :math:`p_c (1 - p_c) \sum_k y'_k`; from probabilities, with :math:`H_c = y'_c / q_c^2`
+    (0 outside the clip), :math:`T = \sum_c o_c`, :math:`t = \sum_c G_c \tilde q_c` and
+    :math:`S = \sum_c H_c \tilde q_c^2`,
+
+    .. math::
+
+        \frac{\partial^2 \ell}{\partial o_c^2} = \frac{H_c (1 - 2 \tilde q_c)
+            - 2 (G_c - t) + S}{T^2}.
     """
     reduction = check_reduction(reduction)
     smoothing = _check_smoothing(label_smoothing)
     from_logits = check_option(from_logits, "from_logits", "bool")
-    hess = _check_hess(
-        return_hess, is_device_array(input), None if from_logits else "with from_logits=False"
-    )
+    hess = _check_hess(return_hess, is_device_array(input))
     return_grad = _check_grad_options(return_grad, out, hess)
     axis = check_option(axis, "axis", "int")
     call = _Call(
@@ -686,15 +704,13 @@ def sparse_categorical_crossentropy(
     Labels may carry a trailing axis of size 1, and float labels are truncated, as Keras
     does. Samples labelled ``ignore_class`` give 0 and are left out of the mean (Keras's
     mask); without ``ignore_class``, label -100 is skipped as Keras's torch backend skips it.
-    ``return_hess=True`` (``from_logits=True`` only) adds the Hessian's diagonal
-    :math:`p_c (1 - p_c)`, scaled as the gradient is.
+    ``return_hess=True`` adds the Hessian's diagonal, scaled as the gradient is:
+    :math:`p_c (1 - p_c)` from logits, :func:`categorical_crossentropy`'s from probabilities.
     """
     reduction = check_reduction(reduction)
     ignore_class = check_option(ignore_class, "ignore_class", "int", none=True)
     from_logits = check_option(from_logits, "from_logits", "bool")
-    hess = _check_hess(
-        return_hess, is_device_array(input), None if from_logits else "with from_logits=False"
-    )
+    hess = _check_hess(return_hess, is_device_array(input))
     return_grad = _check_grad_options(return_grad, out, hess)
     axis = check_option(axis, "axis", "int")
     call = _Call(
@@ -715,6 +731,7 @@ def categorical_focal_crossentropy(
     axis: int = -1,
     reduction: str = "mean",
     return_grad: bool = False,
+    return_hess: bool = False,
     out: np.ndarray | None = None,
 ):
     r"""Categorical focal cross-entropy, as ``keras.losses.categorical_focal_crossentropy``
@@ -731,16 +748,25 @@ def categorical_focal_crossentropy(
 
     carried back through the clip (0 outside its range), the renormalisation and the softmax.
     ``alpha`` is a scalar.
+
+    ``return_hess=True`` adds the Hessian's diagonal, scaled as the gradient is: from
+    probabilities :func:`categorical_crossentropy`'s formula with the focal
+    :math:`H_c = \alpha y'_c \bigl((1 - q_c)^\gamma / q_c^2 + 2 \gamma (1 - q_c)^{\gamma - 1}
+    / q_c - \gamma (\gamma - 1) (1 - q_c)^{\gamma - 2} \log q_c\bigr)`; from logits the chain
+    rule through the softmax: with :math:`g_c` the derivative by :math:`p_c`,
+    :math:`u = \sum_k g_k p_k` and :math:`M` the Hessian by the probabilities,
+    :math:`p_c (1 - 2 p_c)(g_c - u) + p_c^2 (M_{cc} - 2 (M p)_c + p^\top M p)`.
     """
     reduction = check_reduction(reduction)
-    return_grad = _check_grad_options(return_grad, out)
+    hess = _check_hess(return_hess, is_device_array(input))
+    return_grad = _check_grad_options(return_grad, out, hess)
     smoothing = _check_smoothing(label_smoothing)
     g = _check_gamma(gamma)
     alpha = check_option(alpha, "alpha")
     from_logits = check_option(from_logits, "from_logits", "bool")
     axis = check_option(axis, "axis", "int")
     call = _Call(
-        "keras", reduction, return_grad, smoothing=smoothing, alpha=alpha, gamma=g,
+        "keras", reduction, return_grad, hess=hess, smoothing=smoothing, alpha=alpha, gamma=g,
         mode=_KERAS_FOCAL, from_logits=from_logits, axis=axis,
     )  # fmt: skip
     return _run(call, input, target, out=out)

@@ -229,38 +229,96 @@ CROSS_ENTROPY_SMOOTHED = RowSpec(
 )  # fmt: skip
 
 
-# With the second derivative: the diagonal ``a p_c (1 - p_c)`` of the row's Hessian, ``a`` the
-# gradient's row coefficient (its scale included), beside the gradient (no soft cap, no z-loss,
-# not the focal form: their diagonals have more terms).
+# With the second derivative: the diagonal of the row's Hessian beside the gradient. With
+# ``p_c = e_c / s`` and ``a`` the gradient's row coefficient (its scale included), a
+# cross-entropy's is ``a p_c (1 - p_c)``; the z-loss adds ``zq p_c**2`` (``zq`` its gradient's
+# scale times ``2 z_scale``), the focal form ``-bq (p_c - [c = t])**2`` (``bq`` below), and the
+# soft cap the chain rule through ``y = softcap tanh(x / softcap)``.
 
 
 @njit(**POINT_OPTIONS)
-def index_row_hess(m, s, t, x, w, scale, z_grad_scale, *params):
-    loss, z, coef = _index_row(m, s, 0.0, t, x, w, scale, z_grad_scale, *params)
-    return loss, z, (coef[0], coef[1], coef[2], 1.0 / s)
+def _focal_curvature(nll, gamma):
+    """``p_t dA/dp_t`` for the focal gradient's factor ``A = u**gamma + gamma u**(gamma - 1) p_t
+    ce`` (``u = 1 - p_t``, ``ce = -log p_t = nll``): ``gamma u**(gamma - 2) p_t (u ce - 2 u -
+    (gamma - 1) p_t ce)``; 0 where ``u`` is 0 (every ``(p_c - [c = t])`` is 0 there too)."""
+    p_t = math.exp(-nll)
+    u = -math.expm1(-nll)
+    if u <= 0.0 or gamma == 0.0:
+        return 0.0
+    return gamma * u ** (gamma - 2.0) * p_t * (u * nll - 2.0 * u - (gamma - 1.0) * p_t * nll)
 
 
 @njit(**POINT_OPTIONS)
-def index_row_smoothed_hess(m, shifted, s, t, x, w, scale, z_grad_scale, *params):
-    loss, z, coef = _index_row(m, s, shifted, t, x, w, scale, z_grad_scale, *params)
-    return loss, z, (coef[0], coef[1], coef[2], 1.0 / s)
+def _index_hess_coefficients(m, s, t, x, scale, z_grad_scale, softcap, z_scale, alpha, gamma,
+                             use_cap, zloss, focal):  # fmt: skip
+    zq = z_grad_scale * (z_scale + z_scale) if zloss else 0.0
+    bq = 0.0
+    if focal:
+        nll = math.log(s) + (m - np.float64(_capped(x[t], softcap, use_cap)))
+        bq = scale * alpha * _focal_curvature(nll, gamma)
+    return 1.0 / s, zq, bq
 
 
 @njit(**POINT_OPTIONS)
-def index_grad_hess(x, w, c, t, e, r, e_coef, b, inv_s, *rest):
-    """The gradient of :func:`index_grad` and ``r e_c (1 - e_c / s)``."""
-    g = index_grad(x, w, c, t, e, r, e_coef, b, *rest)
-    return g, r * e * (const(x, 1.0) - e * inv_s)
+def index_row_hess(m, s, t, x, w, scale, z_grad_scale, ignore_index, weight_sum, smoothing,
+                   softcap, z_scale, alpha, gamma, weighted, use_cap, zloss, focal):  # fmt: skip
+    loss, z, coef = _index_row(m, s, 0.0, t, x, w, scale, z_grad_scale, ignore_index,
+                               weight_sum, smoothing, softcap, z_scale, alpha, gamma, weighted,
+                               use_cap, zloss, focal)  # fmt: skip
+    inv_s, zq, bq = _index_hess_coefficients(m, s, t, x, scale, z_grad_scale, softcap, z_scale,
+                                             alpha, gamma, use_cap, zloss, focal)  # fmt: skip
+    return loss, z, (coef[0], coef[1], coef[2], inv_s, zq, bq)
+
+
+@njit(**POINT_OPTIONS)
+def index_row_smoothed_hess(m, shifted, s, t, x, w, scale, z_grad_scale, ignore_index,
+                            weight_sum, smoothing, softcap, z_scale, alpha, gamma, weighted,
+                            use_cap, zloss, focal):  # fmt: skip
+    loss, z, coef = _index_row(m, s, shifted, t, x, w, scale, z_grad_scale, ignore_index,
+                               weight_sum, smoothing, softcap, z_scale, alpha, gamma, weighted,
+                               use_cap, zloss, focal)  # fmt: skip
+    inv_s, zq, bq = _index_hess_coefficients(m, s, t, x, scale, z_grad_scale, softcap, z_scale,
+                                             alpha, gamma, use_cap, zloss, focal)  # fmt: skip
+    return loss, z, (coef[0], coef[1], coef[2], inv_s, zq, bq)
+
+
+@njit(**POINT_OPTIONS)
+def _softmax_hess(e, r, p, zq, bq, at_target, zloss, focal):
+    """``r e_c (1 - p_c)`` and the z-loss's and the focal form's terms (see above)."""
+    h = r * e * (const(e, 1.0) - p)
+    if zloss:
+        h += zq * p * p
+    if focal:
+        d = p - const(e, 1.0) if at_target else p
+        h -= bq * d * d
+    return h
+
+
+@njit(**POINT_OPTIONS)
+def index_grad_hess(x, w, c, t, e, r, e_coef, b, inv_s, zq, bq, ignore_index, weight_sum,
+                    smoothing, softcap, z_scale, alpha, gamma, weighted, use_cap, zloss,
+                    focal):  # fmt: skip
+    """The gradient of :func:`index_grad` and the Hessian's diagonal."""
+    g = index_grad(x, w, c, t, e, r, e_coef, b, ignore_index, weight_sum, smoothing, softcap,
+                   z_scale, alpha, gamma, weighted, False, zloss, focal)  # fmt: skip
+    h = _softmax_hess(e, r, e * inv_s, zq, bq, c == t, zloss, focal)
+    if use_cap:
+        # d2/dx2 of f(y(x)): f'' y'**2 + f' y'', y' = 1 - u**2, y'' = -2 u y' / softcap
+        u = _capped(x, softcap, use_cap) * const(x, 1.0 / softcap)
+        k = const(x, 1.0) - u * u
+        h = k * (h * k - const(x, 2.0) * u * g * const(x, 1.0 / softcap))
+        g *= k
+    return g, h
 
 
 CROSS_ENTROPY_HESS = RowSpec(
     "cross_entropy_hess", 1, (Sweep(index_max, op="max"), Sweep(index_exp)), index_row_hess,
-    index_grad_hess, 4, (0, 0), **_INDEX_OPTIONS,
+    index_grad_hess, 6, (0, 0), **_INDEX_OPTIONS,
 )  # fmt: skip
 CROSS_ENTROPY_SMOOTHED_HESS = RowSpec(
     "cross_entropy_smoothed_hess", 1,
     (Sweep(index_max, op="max"), Sweep(index_shifted), Sweep(index_exp)),
-    index_row_smoothed_hess, index_grad_hess, 4, (0, 0), **_INDEX_OPTIONS,
+    index_row_smoothed_hess, index_grad_hess, 6, (0, 0), **_INDEX_OPTIONS,
 )  # fmt: skip
 
 
@@ -314,20 +372,24 @@ CROSS_ENTROPY_PROBS = RowSpec(
 
 
 @njit(**POINT_OPTIONS)
-def probs_row_hess(m, s, s1, s2, x, y, w, scale, z_grad_scale, *rest):
-    loss, z, coef = probs_row(m, s, s1, s2, x, y, w, scale, z_grad_scale, *rest)
-    return loss, z, (coef[0], coef[1], 1.0 / s)
+def probs_row_hess(m, s, s1, s2, x, y, w, scale, z_grad_scale, keep, spread, z_scale, weighted,
+                   zloss):  # fmt: skip
+    loss, z, coef = probs_row(m, s, s1, s2, x, y, w, scale, z_grad_scale, keep, spread, z_scale,
+                              weighted, zloss)  # fmt: skip
+    zq = z_grad_scale * (z_scale + z_scale) if zloss else 0.0
+    return loss, z, (coef[0], coef[1], 1.0 / s, zq)
 
 
 @njit(**POINT_OPTIONS)
-def probs_grad_hess(x, y, w, c, e, v, vd, r, scale, inv_s, *rest):
-    """The gradient of :func:`probs_grad` and ``r e_c (1 - e_c / s)``."""
-    return r * e - scale * v, r * e * (const(x, 1.0) - e * inv_s)
+def probs_grad_hess(x, y, w, c, e, v, vd, r, scale, inv_s, zq, keep, spread, z_scale, weighted,
+                    zloss):  # fmt: skip
+    """The gradient of :func:`probs_grad` and the Hessian's diagonal (z-loss included)."""
+    return r * e - scale * v, _softmax_hess(e, r, e * inv_s, zq, zq, False, zloss, False)
 
 
 CROSS_ENTROPY_PROBS_HESS = RowSpec(
     "cross_entropy_probs_hess", 2, (Sweep(probs_max, op="max"), Sweep(probs_sums, 3)),
-    probs_row_hess, probs_grad_hess, 3, (0, 0), column_inputs=1,
+    probs_row_hess, probs_grad_hess, 4, (0, 0), column_inputs=1,
     params=("keep", "spread", "z_scale"), flags=("weighted", "zloss"),
     scales=("scale", "z_grad_scale"), outputs=2, staged=True,
 )  # fmt: skip
@@ -427,6 +489,66 @@ KERAS_PROBS = RowSpec(
 )  # fmt: skip
 
 
+# With the second derivative. With ``G_c``, ``H_c`` the first and second derivatives of a class's
+# loss by its clipped probability (0 outside the clip), ``q_c = o_c / T`` before the clip,
+# ``tq = sum_k G_k q_k`` and ``S2 = sum_k H_k q_k**2``, the Hessian's diagonal by the predictions
+# ``o_c`` is ``(H_c (1 - 2 q_c) - 2 (G_c - tq) + S2) / T**2``.
+
+
+@njit(**POINT_OPTIONS)
+def _keras_curvature(o, y, total, keep, spread, alpha, gamma, low, high, focal):
+    """``H_c``: the second derivative of a class's loss by its clipped probability (0 outside
+    the clip)."""
+    q_raw = o / const(o, total)
+    q = _clip(q_raw, low, high)
+    inside = (q_raw >= const(o, low)) & (q_raw <= const(o, high))
+    v = const(o, keep) * y + const(o, spread)
+    one = const(o, 1.0)
+    if focal:
+        u = one - q
+        w, w_down = _pow(u, const(o, gamma), const(o, 0.0))
+        g = const(o, gamma)
+        h = (
+            const(o, alpha)
+            * v
+            * (-g * (g - one) * (w_down / u) * log(q) + (g + g) * w_down / q + w / (q * q))
+        )
+    else:
+        h = v / (q * q)
+    return h if inside else const(o, 0.0)
+
+
+@njit(**POINT_OPTIONS)
+def keras_terms_hess(x, y, c, total, keep, spread, alpha, gamma, low, high, focal):
+    loss, dq, q_raw = _keras_terms(x, y, total, keep, spread, alpha, gamma, low, high, focal)
+    h = _keras_curvature(x, y, total, keep, spread, alpha, gamma, low, high, focal)
+    return loss, dq * q_raw, h * q_raw * q_raw, dq, h
+
+
+@njit(**POINT_OPTIONS)
+def keras_row_hess(total, loss, tq, s2, unsummed, unsummed_h, x, y, scale, *rest):
+    return loss, (tq, total, scale, s2)
+
+
+@njit(**POINT_OPTIONS)
+def _keras_hess(dq, h, q, tq, s2, total, scale):
+    two = const(q, 2.0)
+    return scale * ((h * (const(q, 1.0) - two * q) - two * (dq - tq) + s2) / (total * total))
+
+
+@njit(**POINT_OPTIONS)
+def keras_grad_hess(x, y, c, loss, dq_q, h_q2, dq, h, tq, total, scale, s2, *rest):
+    g = scale * ((dq - tq) / total)
+    return g, _keras_hess(dq, h, x / total, tq, s2, total, scale)
+
+
+KERAS_PROBS_HESS = RowSpec(
+    "keras_probs_hess", 2, (Sweep(keras_total), Sweep(keras_terms_hess, 5, summed=3)),
+    keras_row_hess, keras_grad_hess, 4, (0, 0),
+    params=("keep", "spread", "alpha", "gamma", "low", "high"), flags=("focal",), staged=True,
+)  # fmt: skip
+
+
 # focal from logits: the probabilities are the softmax's, renormalised and clipped as above
 
 
@@ -486,6 +608,63 @@ KERAS_FOCAL_LOGITS = RowSpec(
 )  # fmt: skip
 
 
+# With the second derivative, through the softmax: with ``g_c = (G_c - tq) / T`` the derivative
+# by ``p_c``, ``u = sum_k g_k p_k``, ``r_c = H_c q_c + G_c - tq`` and the Hessian by the
+# probabilities ``M_jk = (H_j [j = k] - r_j - r_k + S2) / T**2``, the diagonal by the logits is
+# ``p_c (1 - 2 p_c) (g_c - u) + p_c**2 (M_cc - 2 (M p)_c + p'M p)``, from the row sums
+# ``R = sum_k r_k p_k`` and ``Q = sum_k H_k p_k**2``.
+
+
+@njit(**POINT_OPTIONS)
+def logits_terms_hess(x, y, c, m, s, total, keep, spread, alpha, gamma, low, high, focal):
+    o = _softmax_of(x, m, s)
+    loss, dq, q_raw = _keras_terms(o, y, total, keep, spread, alpha, gamma, low, high, focal)
+    h = _keras_curvature(o, y, total, keep, spread, alpha, gamma, low, high, focal)
+    return loss, dq * q_raw, h * q_raw * q_raw
+
+
+@njit(**POINT_OPTIONS)
+def logits_inner_hess(x, y, c, m, s, total, loss, tq, s2, keep, spread, alpha, gamma, low, high,
+                      focal):  # fmt: skip
+    """``g_c p_c``, ``(H_c q_c + G_c) p_c`` and ``H_c p_c**2``, to be summed."""
+    o = _softmax_of(x, m, s)
+    _, dq, q_raw = _keras_terms(o, y, total, keep, spread, alpha, gamma, low, high, focal)
+    h = _keras_curvature(o, y, total, keep, spread, alpha, gamma, low, high, focal)
+    return (dq - const(o, tq)) / const(o, total) * o, (h * q_raw + dq) * o, h * o * o
+
+
+@njit(**POINT_OPTIONS)
+def logits_row_hess(m, s, total, loss, tq, s2, u, hqg, q2, x, y, scale, *rest):
+    r = hqg - tq * total
+    return loss, (m, s, total, tq, u, scale, s2, r, q2)
+
+
+@njit(**POINT_OPTIONS)
+def logits_grad_hess(x, y, c, m, s, total, tq, u, scale, s2, r_sum, q2, keep, spread, alpha,
+                     gamma, low, high, focal):  # fmt: skip
+    o = exp_shifted(x - m) / s
+    _, dq, q_raw = _keras_terms(o, y, total, keep, spread, alpha, gamma, low, high, focal)
+    h = _keras_curvature(o, y, total, keep, spread, alpha, gamma, low, high, focal)
+    g_c = (dq - tq) / total
+    two = const(o, 2.0)
+    r_c = h * q_raw + dq - tq
+    t2 = total * total
+    m_cc = (h - two * r_c + s2) / t2
+    mp_c = (h * o - r_c * total - r_sum + s2 * total) / t2
+    pmp = (q2 - two * r_sum * total + s2 * t2) / t2
+    hess = o * (const(o, 1.0) - two * o) * (g_c - u) + o * o * (m_cc - two * mp_c + pmp)
+    return scale * (o * (g_c - u)), scale * hess
+
+
+KERAS_FOCAL_LOGITS_HESS = RowSpec(
+    "keras_focal_logits_hess", 2,
+    (Sweep(logits_max, op="max"), Sweep(logits_exp), Sweep(logits_total),
+     Sweep(logits_terms_hess, 3), Sweep(logits_inner_hess, 3)),
+    logits_row_hess, logits_grad_hess, 9, (0, 0),
+    params=("keep", "spread", "alpha", "gamma", "low", "high"), flags=("focal",),
+)  # fmt: skip
+
+
 # sparse targets, from probabilities: a row needs only its sum and its target's probability
 
 
@@ -521,4 +700,39 @@ def sparse_grad(x, c, t, rest, at_target, low, high, ignore_class):
 KERAS_SPARSE = RowSpec(
     "keras_sparse", 1, (Sweep(sparse_total),), sparse_row, sparse_grad, 2, (0,), row_inputs=1,
     params=("low", "high", "ignore_class"), skip=sparse_skip, picked=True,
+)  # fmt: skip
+
+
+# With the second derivative: only the target's class has a loss, so in the diagonal of
+# :data:`KERAS_PROBS_HESS` ``tq = G_t q_t``, ``S2 = H_t q_t**2`` with ``G_t = -1 / q_t``,
+# ``H_t = 1 / q_t**2`` (0 outside the clip).
+
+
+@njit(**POINT_OPTIONS)
+def sparse_row_hess(total, t, x, scale, low, high, ignore_class):
+    loss, (rest, at_target) = sparse_row(total, t, x, scale, low, high, ignore_class)
+    x_t = np.float64(x[t])
+    q_raw = x_t / total
+    q = min(max(q_raw, low), high)
+    inside = low <= q_raw <= high
+    dq = -1.0 / q if inside else 0.0
+    h = 1.0 / (q * q) if inside else 0.0
+    tq = dq * q_raw
+    s2 = h * q_raw * q_raw
+    t2 = total * total
+    h_rest = scale * (2.0 * tq + s2) / t2
+    h_target = scale * (h * (1.0 - 2.0 * q_raw) - 2.0 * (dq - tq) + s2) / t2
+    return loss, (rest, at_target, h_rest, h_target)
+
+
+@njit(**POINT_OPTIONS)
+def sparse_grad_hess(x, c, t, rest, at_target, h_rest, h_target, low, high, ignore_class):
+    if c == t:
+        return at_target, h_target
+    return rest, h_rest
+
+
+KERAS_SPARSE_HESS = RowSpec(
+    "keras_sparse_hess", 1, (Sweep(sparse_total),), sparse_row_hess, sparse_grad_hess, 4, (0, 0),
+    row_inputs=1, params=("low", "high", "ignore_class"), skip=sparse_skip, picked=True,
 )  # fmt: skip

@@ -1,6 +1,8 @@
-"""Second derivatives of the softmax family: the Hessian's diagonal ``A p_c (1 - p_c)``.
+"""Second derivatives of the softmax family: the Hessian's diagonal ``A p_c (1 - p_c)``, and
+the focal loss's, the soft cap's, the z-loss's and Keras's clipped probabilities' diagonals.
 
-Against scikit-learn's ``HalfMultinomialLoss.gradient_hessian`` (its diagonal, with sample
+Against torch's and Keras's own autograd (the diagonal by a second backward per column), against
+scikit-learn's ``HalfMultinomialLoss.gradient_hessian`` (its diagonal, with sample
 weights standing for torch's class weights) and against central differences of fastloss's own
 gradient, column by column (each column's perturbation moves the whole row's softmax, so the
 diagonal needs one column at a time).
@@ -129,22 +131,181 @@ def test_in_place_gradient_with_hess():
     assert into.tobytes() == grad.tobytes() and hess_in_place.tobytes() == hess.tobytes()
 
 
-@pytest.mark.parametrize(
-    "call, message",
-    [
-        (lambda x, t: fastloss.cross_entropy(x, t, softcap=3.0, return_hess=True), "softcap"),
-        (lambda x, t: fastloss.cross_entropy(x, t, z_loss_scale=1e-4, return_hess=True), "z_loss"),
-        (
-            lambda x, t: fastloss.sparse_categorical_crossentropy(x / 10 + 1, t, return_hess=True),
-            "from_logits=False",
+def _torch_diagonal(loss_of, x):
+    """The Hessian's diagonal of the real library's loss by autograd: the gradient with a graph,
+    then each column's derivative of it (rows are independent, so one backward per column)."""
+    import torch
+
+    xt = torch.tensor(x, requires_grad=True)
+    loss = loss_of(xt)
+    (grad,) = torch.autograd.grad(loss.sum() if loss.ndim else loss, xt, create_graph=True)
+    diag = np.zeros_like(x)
+    for c in range(x.shape[-1]):
+        (column,) = torch.autograd.grad(grad[..., c].sum(), xt, retain_graph=True)
+        diag[..., c] = column[..., c].detach().numpy()
+    return diag
+
+
+def _torch_focal(alpha, gamma, reduction, ignore_index=-100):
+    import torch
+
+    def loss_of(logits, t):
+        target = torch.tensor(t)
+        ce = torch.nn.functional.cross_entropy(
+            logits, target, reduction="none", ignore_index=ignore_index
+        )
+        keep = target != ignore_index
+        rows = alpha * (1 - torch.exp(-ce[keep])) ** gamma * ce[keep]
+        return {"mean": rows.mean(), "sum": rows.sum(), "none": rows}[reduction]
+
+    return loss_of
+
+
+FOCAL = {
+    "mean": {},
+    "gamma1.5-alpha": {"gamma": 1.5, "alpha": 0.3},
+    "gamma0.5-sum": {"gamma": 0.5, "reduction": "sum"},
+    "gamma3-ignore-none": {"gamma": 3.0, "ignore_index": 2, "reduction": "none"},
+    "gamma0": {"gamma": 0.0},
+}
+
+
+@pytest.mark.parametrize("name", list(FOCAL))
+def test_focal_loss_against_torch_autograd(name):
+    x, t, _ = _logits(seed=13)
+    options = {"alpha": 1.0, "gamma": 2.0, "reduction": "mean", **FOCAL[name]}
+    _, grad, hess = fastloss.focal_loss(x, t, return_hess=True, **options)
+    torch_options = {k: options[k] for k in ("alpha", "gamma", "reduction")}
+    want = _torch_diagonal(
+        lambda z: _torch_focal(**torch_options, ignore_index=options.get("ignore_index", -100))(
+            z, t
         ),
-    ],  # fmt: skip
-    ids=["softcap", "z-loss", "keras-probabilities"],
-)
-def test_unsupported_forms_say_so(call, message):
-    x, t, _ = _logits()
-    with pytest.raises(NotImplementedError, match=message):
-        call(x, t)
+        x,
+    )
+    np.testing.assert_allclose(hess, want, rtol=1e-10, atol=1e-13)
+    np.testing.assert_allclose(
+        hess, _diagonal_by_differences(
+            lambda z: fastloss.focal_loss(z, t, return_grad=True, **options), x
+        ), rtol=0, atol=1e-8,
+    )  # fmt: skip
+
+
+SOFTCAP_ZLOSS = {
+    "softcap": {"softcap": 3.0},
+    "softcap-weighted-smoothing": {"softcap": 2.0, "weighted": True, "label_smoothing": 0.1},
+    "z-loss": {"z_loss_scale": 0.1},
+    "z-loss-weighted-sum": {"z_loss_scale": 0.05, "weighted": True, "reduction": "sum"},
+    "z-loss-softcap-none": {"z_loss_scale": 0.1, "softcap": 3.0, "reduction": "none"},
+}
+
+
+@pytest.mark.parametrize("name", list(SOFTCAP_ZLOSS))
+def test_softcap_and_z_loss_against_torch_autograd(name):
+    import torch
+
+    x, t, w = _logits(seed=17)
+    options = dict(SOFTCAP_ZLOSS[name])
+    if options.pop("weighted", False):
+        options["weight"] = w
+    _, _, hess = fastloss.cross_entropy(x, t, return_hess=True, **options)
+    reduction = options.get("reduction", "mean")
+    cap, z_scale = options.get("softcap"), options.get("z_loss_scale", 0.0)
+
+    def loss_of(z):
+        logits = z if cap is None else cap * torch.tanh(z / cap)
+        weight = None if "weight" not in options else torch.tensor(w)
+        ce = torch.nn.functional.cross_entropy(
+            logits, torch.tensor(t), weight=weight, reduction=reduction,
+            label_smoothing=options.get("label_smoothing", 0.0),
+        )  # fmt: skip
+        rows = z_scale * torch.logsumexp(logits, 1) ** 2
+        return ce + {"mean": rows.mean(), "sum": rows.sum(), "none": rows}[reduction]
+
+    np.testing.assert_allclose(hess, _torch_diagonal(loss_of, x), rtol=1e-10, atol=1e-13)
+
+
+def _keras_diagonal(name, y_pred, y_true, **options):
+    from conftest import keras
+
+    loss = getattr(keras().losses, name)
+    return _torch_diagonal(lambda z: loss(torch_tensor(y_true), z, **options), y_pred)
+
+
+def torch_tensor(value):
+    import torch
+
+    return torch.tensor(np.asarray(value))
+
+
+def _predictions(seed):
+    rng = np.random.default_rng(seed)
+    o = rng.uniform(0.05, 1.0, (ROWS, CLASSES))
+    o[0, 0] = 1e-9  # renormalised below the clip: no gradient, no curvature of its own
+    y = rng.random((ROWS, CLASSES))
+    return o, y / y.sum(1, keepdims=True), rng.integers(0, CLASSES, ROWS)
+
+
+KERAS = {
+    "categorical": ("categorical_crossentropy", "dense", {}),
+    "categorical-smoothing": ("categorical_crossentropy", "dense", {"label_smoothing": 0.2}),
+    "focal": ("categorical_focal_crossentropy", "dense", {}),
+    "focal-gamma1.5": (
+        "categorical_focal_crossentropy", "dense",
+        {"gamma": 1.5, "alpha": 0.4, "label_smoothing": 0.1},
+    ),
+    "focal-logits": ("categorical_focal_crossentropy", "logits", {"from_logits": True}),
+    "focal-logits-gamma3": (
+        "categorical_focal_crossentropy", "logits", {"from_logits": True, "gamma": 3.0}
+    ),
+    "focal-logits-gamma0.5": (
+        "categorical_focal_crossentropy", "logits",
+        {"from_logits": True, "gamma": 0.5, "label_smoothing": 0.1},
+    ),
+    "sparse": ("sparse_categorical_crossentropy", "sparse", {}),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", list(KERAS))
+def test_keras_forms_against_keras_autograd(case):
+    name, kind, options = KERAS[case]
+    o, y, t = _predictions(seed=19)
+    if kind == "logits":
+        o = _logits(seed=19)[0]
+    target = t if kind == "sparse" else y
+    _, _, hess = getattr(fastloss, name)(o, target, reduction="sum", return_hess=True, **options)
+    want = _keras_diagonal(name, o, target, **options)
+    # Keras's focal form raises 1 - q to a float32 gamma: 1.5e-8 apart at gamma 1.5
+    np.testing.assert_allclose(hess, want, rtol=1e-7 if "focal" in name else 1e-9, atol=1e-12)
+    assert hess[0, 0] != 0 or kind == "logits"  # the clipped class's curvature comes from T
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+def test_keras_and_focal_loss_and_grad_bits_do_not_change_with_hess(dtype):
+    o, y, t = _predictions(seed=23)
+    x = _logits(dtype, seed=23)[0]
+    calls = [
+        (fastloss.focal_loss, x, t, {"gamma": 1.5}),
+        (fastloss.cross_entropy, x, t, {"softcap": 3.0, "z_loss_scale": 0.01}),
+        (fastloss.categorical_crossentropy, o.astype(dtype), y, {}),
+        (fastloss.categorical_focal_crossentropy, o.astype(dtype), y, {}),
+        (fastloss.categorical_focal_crossentropy, x, y, {"from_logits": True}),
+        (fastloss.sparse_categorical_crossentropy, o.astype(dtype), t, {}),
+    ]
+    for function, a, b, options in calls:
+        loss, grad = function(a, b, return_grad=True, **options)
+        loss_h, grad_h, hess = function(a, b, return_hess=True, **options)
+        assert np.asarray(loss).tobytes() == np.asarray(loss_h).tobytes(), function.__name__
+        assert grad.tobytes() == grad_h.tobytes(), function.__name__
+        assert hess.dtype == dtype and hess.shape == a.shape
+
+
+def test_device_arrays_say_so():
+    class Device:  # anything with __cuda_array_interface__ takes the device path
+        __cuda_array_interface__ = {"shape": (2, 3), "typestr": "<f4", "data": (0, False),
+                                    "version": 3}  # fmt: skip
+
+    with pytest.raises(NotImplementedError, match="CPU only"):
+        fastloss.focal_loss(Device(), np.zeros(2, np.int64), return_hess=True)
 
 
 def test_return_hess_is_checked():
