@@ -58,12 +58,7 @@ from fastloss.divergence import kl_div as kl_div
 from fastloss.pairwise import cosine_embedding_loss as cosine_embedding_loss
 from fastloss.pairwise import triplet_margin_loss as triplet_margin_loss
 from fastloss.regression import gaussian_nll_loss as gaussian_nll_loss
-from fastloss.regression import huber_loss as huber_loss
-from fastloss.regression import l1_loss as l1_loss
-from fastloss.regression import mse_loss as mse_loss
-from fastloss.regression import poisson_nll_loss as poisson_nll_loss
 from fastloss.regression import rmse_loss as rmse_loss
-from fastloss.regression import smooth_l1_loss as smooth_l1_loss
 from fastloss.softmax import categorical_crossentropy as categorical_crossentropy
 from fastloss.softmax import categorical_focal_crossentropy as categorical_focal_crossentropy
 from fastloss.softmax import cross_entropy as cross_entropy
@@ -71,8 +66,8 @@ from fastloss.softmax import focal_loss as focal_loss
 from fastloss.softmax import nll_loss as nll_loss
 from fastloss.softmax import sparse_categorical_crossentropy as sparse_categorical_crossentropy
 
-# The losses declared by a registry row (fastloss/declared.py: log_cosh_loss, msle_loss,
-# mape_loss, hinge_embedding_loss, soft_margin_loss, ...) are generated there and have no
+# The losses declared by a registry row (fastloss/declared.py: mse_loss, l1_loss, huber_loss,
+# smooth_l1_loss, poisson_nll_loss, log_cosh_loss, ...) are generated there and have no
 # family module to import them from; each is exported here by its row, so declaring a loss
 # needs no edit of this file.
 for _info in registry.LOSSES.values():

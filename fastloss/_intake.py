@@ -7,6 +7,8 @@ Errors name the argument, what was expected and what came. Checks raise exceptio
 from __future__ import annotations
 
 import operator
+import os
+import sys
 import warnings
 
 import numpy as np
@@ -39,7 +41,7 @@ def legacy_reduction(size_average: bool | None, reduce: bool | None, reduction: 
         f"size_average and reduce args will be deprecated, please use reduction='{resolved}' "
         "instead.",
         UserWarning,
-        stacklevel=3,
+        stacklevel=caller_stacklevel(),
     )
     return resolved
 
@@ -262,6 +264,21 @@ def broadcast_shape(shapes: list[tuple[int, ...]], names: list[str]) -> tuple[in
         raise ValueError(f"shape mismatch: {listed} cannot be broadcast together") from None
 
 
+_PACKAGE = os.path.dirname(os.path.abspath(__file__))
+
+
+def caller_stacklevel() -> int:
+    """The ``stacklevel`` that names the first caller outside fastloss (its modules and its
+    generated functions), for a warning issued by the function that calls this one."""
+    frame, level = sys._getframe(1), 1
+    while frame is not None and (
+        frame.f_code.co_filename.startswith(_PACKAGE)
+        or frame.f_code.co_filename.startswith("<fastloss.")
+    ):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
 def warn_target_size(input_shape: tuple[int, ...], target_shape: tuple[int, ...]) -> None:
     """torch's warning for regression losses whose target size differs from the input's."""
     warnings.warn(
@@ -269,5 +286,5 @@ def warn_target_size(input_shape: tuple[int, ...], target_shape: tuple[int, ...]
         f"({tuple(input_shape)}). This will likely lead to incorrect results due to "
         "broadcasting. Please ensure they have the same size.",
         UserWarning,
-        stacklevel=3,
+        stacklevel=caller_stacklevel(),
     )

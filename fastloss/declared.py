@@ -21,7 +21,7 @@ from __future__ import annotations
 import keyword
 import linecache
 import textwrap
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,7 +35,7 @@ ArrayLike = Any
 
 # The names the generated signature and body use cannot name an option.
 _RESERVED = {"input", "target", "size_average", "reduce", "reduction", "return_grad"}
-_RESERVED |= {"return_hess", "out", "legacy_reduction", "_run", "_declaration"}
+_RESERVED |= {"return_hess", "out", "weight", "legacy_reduction", "_run", "_declaration"}
 
 
 @dataclass(frozen=True)
@@ -94,6 +94,17 @@ class Elementwise:
         A paragraph between the first line and the formula (``"With d_i = ...:"``).
     constants
         Kernel parameters after the options' that no argument sets (Keras's epsilon).
+    weight
+        torch's per-element ``weight`` argument, in the shape of ``input`` (it broadcasts as
+        ``input`` does): ``"sum"`` divides the weighted mean by the sum of the weights (torch's
+        ``mse_loss``, ``l1_loss``), ``"count"`` by the element count (``huber_loss``).
+    order
+        The signature's parameters between ``target`` and the keyword-only ones, by name (the
+        options, ``size_average``, ``reduce``, ``reduction``, ``weight``), where torch's order
+        is not the options' then the legacy flags then ``reduction`` then ``weight``.
+    kernel_for
+        ``(params, flags) -> (kernel, params, flags)``: another kernel for some option values
+        (``smooth_l1_loss``'s ``beta = 0`` is ``l1_loss``).
     """
 
     kernel: tuple[str, str]
@@ -108,15 +119,24 @@ class Elementwise:
     keyword_reduction: bool = False
     preamble: str = ""
     constants: tuple[float, ...] = ()
+    weight: str | None = None
+    order: tuple[str, ...] = ()
+    kernel_for: Callable | None = None
 
     def parameters(self) -> list[str]:
         """The signature's parameters, as source."""
-        names = [f"{o.name}: {o.annotation} = {o.default!r}" for o in self.options]
+        source = {o.name: f"{o.name}: {o.annotation} = {o.default!r}" for o in self.options}
         if self.legacy:
-            names += ["size_average: bool | None = None", "reduce: bool | None = None"]
-        reduction = ['reduction: str = "mean"', "*"]
-        names += reduction[::-1] if self.keyword_reduction else reduction
-        names += ["return_grad: bool = False"]
+            source["size_average"] = "size_average: bool | None = None"
+            source["reduce"] = "reduce: bool | None = None"
+        source["reduction"] = 'reduction: str = "mean"'
+        if self.weight is not None:
+            source["weight"] = "weight: ArrayLike | None = None"
+        keyword = [source.pop("reduction")] if self.keyword_reduction else []
+        order = self.order or tuple(source)
+        if sorted(order) != sorted(source):
+            raise ValueError(f"order: expected the parameters {sorted(source)}, got {order}")
+        names = [source[name] for name in order] + ["*", *keyword, "return_grad: bool = False"]
         names += ["return_hess: bool = False", "out: np.ndarray | None = None"]
         return ["input: ArrayLike", "target: ArrayLike", *names]
 
@@ -131,17 +151,24 @@ class Elementwise:
         return (*params, *self.constants), tuple(flags)
 
 
-def _run(declaration: Elementwise, arrays, values, reduction, return_grad, return_hess, out):
+def _run(
+    declaration: Elementwise, arrays, values, reduction, return_grad, return_hess, out, weight
+):
     """The body of every declared function: options resolved, then the elementwise plan."""
     params, flags = declaration.resolve(values)
+    kernel = declaration.kernel
+    if declaration.kernel_for is not None:
+        kernel, params, flags = declaration.kernel_for(params, flags)
     if declaration.target_fits_input:
         _check_fits(arrays["input"], arrays["target"])
     return _loss(
-        declaration.kernel,
+        kernel,
         arrays,
         reduction=reduction,
         params=params,
         flags=flags,
+        weight=weight,
+        mean_by_weight=declaration.weight == "sum",
         warn_shape=declaration.warn_shape,
         return_grad=return_grad,
         return_hess=return_hess,
@@ -192,7 +219,6 @@ def source(name: str, declaration: Elementwise) -> str:
             f"    def {name}(",
             f"{signature},",
             "    ):",
-            # legacy_reduction warns with stacklevel=3: called here, it names the caller's line
             f"        reduction = {reduction}",
             "        return _run(",
             "            _declaration,",
@@ -202,6 +228,7 @@ def source(name: str, declaration: Elementwise) -> str:
             "            return_grad,",
             "            return_hess,",
             "            out,",
+            "            weight," if declaration.weight is not None else "            None,",
             "        )",
             "",
             f"    return {name}",
@@ -236,9 +263,17 @@ def docstring(name: str, reference: str, declaration: Elementwise) -> str:
             "size_average, reduce : bool, optional",
             "    torch's deprecated reduction flags; they override ``reduction`` when given.",
         ]
+    mean = "their count"
+    if declaration.weight is not None:
+        lines += [
+            "weight : array_like, optional",
+            "    Per-element weights, the shape of ``input`` (broadcast as ``input`` is); they",
+            "    multiply the element losses.",
+        ]
+        mean = "their weights' sum" if declaration.weight == "sum" else mean
     lines += [
         'reduction : {"mean", "sum", "none"}',
-        '    ``"mean"`` divides the sum of the element losses by their count, ``"sum"`` sums',
+        f'    ``"mean"`` divides the sum of the element losses by {mean}, ``"sum"`` sums',
         '    them, ``"none"`` returns them.',
         "return_grad : bool",
         "    Also return the gradient with respect to ``input``.",

@@ -146,6 +146,13 @@ def _sqrt(value):
     return type(value)(np.sqrt(value))
 
 
+def _smooth_l1_kernel(params: tuple, flags: tuple) -> tuple:
+    """``beta = 0`` is exactly ``l1_loss``, as in torch (its gradient's 0 at ``d = 0``)."""
+    if params[0] == 0.0:
+        return ("regression", "L1"), (), flags
+    return ("regression", "SMOOTH_L1"), params, flags
+
+
 # Domains of typical values: how each data array of an elementwise loss is drawn (float32
 # draws, cast to the dtype asked for, as the generators above).
 DOMAINS = {
@@ -311,7 +318,7 @@ def declared(
     """The row of a loss whose public function is generated from ``declaration``; its typical
     inputs are drawn from its ``domains`` unless ``make_inputs`` is given."""
     if "make_inputs" not in info:
-        data = info.get("data", ("input", "target"))
+        data = info.get("data", ("input", "target"))[: len(info["domains"])]  # not weight
         info["make_inputs"] = DomainInputs(data, info["domains"])
     return LossInfo(
         name,
@@ -327,34 +334,106 @@ def declared(
 LOSSES: dict[str, LossInfo] = {
     info.name: info
     for info in [
-        LossInfo(
+        declared(
             "mse_loss",
-            regression.mse_loss,
             "regression",
             "torch",
             "torch.nn.functional.mse_loss",
+            Elementwise(
+                kernel=("regression", "MSE"),
+                warn_shape=True,
+                weight="sum",
+                title="Mean squared error",
+                formula=r"""
+                    \ell_i = w_i (x_i - y_i)^2, \qquad
+                    \frac{\partial \ell_i}{\partial x_i} = 2 w_i (x_i - y_i)
+                """,
+                notes=r"""
+                    ``reduction="mean"`` divides the sum by the element count, or by
+                    :math:`\sum_i w_i` when ``weight`` is given (torch's weighted mean).
+                    ``target`` broadcasts against ``input`` with torch's warning when the sizes
+                    differ; ``weight`` broadcasts as ``input`` does, as in torch, and the
+                    weighted mean divides by the sum of ``weight``'s own elements (an input of
+                    shape ``(4,)`` against a target of shape ``(3, 4)`` counts each weight
+                    once, not 3 times). The gradient has ``input``'s shape (summed over the
+                    broadcast axes). The second derivative is :math:`2 w_i` (twice
+                    scikit-learn's ``HalfSquaredError``), times the reduction's scale.
+                """,
+                example=(
+                    "float(fastloss.mse_loss([1.0, 2.0, 3.0], [1.5, 2.0, 2.0]))",
+                    "0.4166666666666667",
+                ),
+            ),
             data=("input", "target", "weight"),
             domains=("real", "real"),
             sample=Sample(),
             variants=(Variant("default"), Variant("weight", weight=True)),
         ),
-        LossInfo(
+        declared(
             "l1_loss",
-            regression.l1_loss,
             "regression",
             "torch",
             "torch.nn.functional.l1_loss",
+            Elementwise(
+                kernel=("regression", "L1"),
+                warn_shape=True,
+                weight="sum",
+                title="Mean absolute error",
+                formula=r"""
+                    \ell_i = w_i |x_i - y_i|, \qquad
+                    \frac{\partial \ell_i}{\partial x_i} = w_i \operatorname{sign}(x_i - y_i)
+                """,
+                notes=r"""
+                    with torch's subgradient 0 where :math:`x_i = y_i`. The weighted mean
+                    divides by :math:`\sum_i w_i`, as torch does; shapes as
+                    :func:`mse_loss`. The second derivative is :math:`w_i` everywhere,
+                    scikit-learn's ``AbsoluteError`` convention (the exact one is 0 almost
+                    everywhere).
+                """,
+                example=("float(fastloss.l1_loss([1.0, 2.0, 3.0], [1.5, 2.0, 2.0]))", "0.5"),
+            ),
             data=("input", "target", "weight"),
             domains=("real", "real"),
             sample=Sample(),
             variants=(Variant("default"), Variant("weight", weight=True)),
         ),
-        LossInfo(
+        declared(
             "huber_loss",
-            regression.huber_loss,
             "regression",
             "torch",
             "torch.nn.functional.huber_loss",
+            Elementwise(
+                kernel=("regression", "HUBER"),
+                legacy=False,
+                warn_shape=True,
+                weight="count",
+                order=("reduction", "delta", "weight"),
+                options=(
+                    Option(
+                        "delta",
+                        1.0,
+                        r"The threshold :math:`\delta` (> 0).",
+                        limits={"low": 0.0, "strict": True, "finite": False},
+                    ),
+                ),  # fmt: skip
+                title="Huber loss",
+                preamble=r"With :math:`d_i = x_i - y_i`:",
+                formula=r"""
+                    \ell_i = w_i \begin{cases} \tfrac12 d_i^2 & |d_i| < \delta \\
+                             \delta (|d_i| - \tfrac12 \delta) & \text{otherwise} \end{cases},
+                    \qquad
+                    \frac{\partial \ell_i}{\partial x_i} = w_i
+                    \operatorname{clamp}(d_i, -\delta, \delta)
+                """,
+                notes=r"""
+                    ``delta`` must be > 0 (torch refuses other values). With ``weight``, the
+                    mean divides the weighted sum by the element count of the broadcast shape
+                    (torch's weighted Huber mean, unlike its weighted MSE). The second
+                    derivative is :math:`w_i` where :math:`|d_i| \le \delta` and 0 outside
+                    (scikit-learn's ``HuberLoss``).
+                """,
+                example=("float(fastloss.huber_loss([0.0, 3.0], [0.5, 0.0], delta=1.0))", "1.3125"),
+            ),
             data=("input", "target", "weight"),
             domains=("real", "real"),
             sample=Sample(_scaled_normal(2.0)),
@@ -365,12 +444,40 @@ LOSSES: dict[str, LossInfo] = {
                 Variant("weight-delta0.75", {"delta": 0.75}, weight=True),
             ),
         ),
-        LossInfo(
+        declared(
             "smooth_l1_loss",
-            regression.smooth_l1_loss,
             "regression",
             "torch",
             "torch.nn.functional.smooth_l1_loss",
+            Elementwise(
+                kernel=("regression", "SMOOTH_L1"),
+                warn_shape=True,
+                order=("size_average", "reduce", "reduction", "beta"),
+                kernel_for=_smooth_l1_kernel,
+                options=(
+                    Option(
+                        "beta",
+                        1.0,
+                        r"The threshold :math:`\beta` (>= 0).",
+                        limits={"low": 0.0, "finite": False},
+                    ),
+                ),
+                title="Smooth L1 loss",
+                preamble=r"With :math:`d_i = x_i - y_i`:",
+                formula=r"""
+                    \ell_i = \begin{cases} \tfrac12 d_i^2 / \beta & |d_i| < \beta \\
+                             |d_i| - \tfrac12 \beta & \text{otherwise} \end{cases}, \qquad
+                    \frac{\partial \ell_i}{\partial x_i} = \operatorname{clamp}(d_i / \beta,
+                    -1, 1)
+                """,
+                notes=r"""
+                    ``beta = 0`` is exactly :func:`l1_loss`, as in torch; a negative ``beta``
+                    raises. The second derivative is :math:`1/\beta` where
+                    :math:`|d_i| \le \beta`, 0 outside (Huber's convention; 1 everywhere for
+                    ``beta = 0``, as :func:`l1_loss`).
+                """,
+                example=("float(fastloss.smooth_l1_loss([0.0, 3.0], [0.5, 0.0]))", "1.3125"),
+            ),
             domains=("real", "real"),
             sample=Sample(_scaled_normal(2.0)),
             variants=(
@@ -380,13 +487,46 @@ LOSSES: dict[str, LossInfo] = {
                 Variant("beta0", {"beta": 0.0}),
             ),
         ),
-        LossInfo(
+        declared(
             "poisson_nll_loss",
-            regression.poisson_nll_loss,
             "regression",
             "torch",
             "torch.nn.functional.poisson_nll_loss",
-            _count_inputs,
+            Elementwise(
+                kernel=("regression", "POISSON_NLL"),
+                order=("log_input", "full", "size_average", "eps", "reduce", "reduction"),
+                options=(
+                    Option(
+                        "log_input",
+                        True,
+                        "The input is the log-rate (else the rate).",
+                        kind="bool",
+                    ),
+                    Option("full", False, "Add Stirling's term where the target > 1.", kind="bool"),
+                    Option("eps", 1e-8, r"The :math:`\varepsilon` of the rate form."),
+                ),  # fmt: skip
+                title="Poisson negative log likelihood",
+                formula=r"""
+                    \ell_i = \begin{cases} e^{x_i} - y_i x_i & \text{log\_input} \\
+                             x_i - y_i \log(x_i + \varepsilon) & \text{otherwise} \end{cases}
+                             \; [+\, y_i \log y_i - y_i + \tfrac12 \log(2 \pi y_i)
+                             \text{ if full and } y_i > 1]
+
+                    \frac{\partial \ell_i}{\partial x_i} = \begin{cases} e^{x_i} - y_i &
+                    \text{log\_input} \\ 1 - y_i / (x_i + \varepsilon) & \text{otherwise}
+                    \end{cases}
+                """,
+                notes=r"""
+                    The Stirling term of ``full`` does not depend on the input. The second
+                    derivative is :math:`e^{x_i}` with ``log_input`` (scikit-learn's
+                    ``HalfPoissonLoss``), else :math:`y_i / (x_i + \varepsilon)^2`.
+                """,
+                example=(
+                    "round(float(fastloss.poisson_nll_loss([0.0, 1.0], [1.0, 2.0])), 6)",
+                    "0.859141",
+                ),
+            ),
+            make_inputs=_count_inputs,
             domains=("real", "count"),
             sample=Sample(_log_rates_or_rates, _counts),
             variants=(

@@ -1,9 +1,13 @@
-"""Regression losses, in torch's dialect.
+"""The elementwise plan's intake, and the regression losses that do more than resolve options.
 
-``mse_loss``, ``l1_loss``, ``huber_loss``, ``smooth_l1_loss``, ``poisson_nll_loss`` and
-``gaussian_nll_loss`` keep ``torch.nn.functional``'s names, argument order, defaults and
-semantics (values, gradients and the subgradients at kinks). ``rmse_loss``, ``log_cosh_loss``,
-``msle_loss`` and ``mape_loss`` are computed as Keras computes them, in the same form.
+:func:`_loss` is the one intake of every elementwise loss (the declared ones of
+:mod:`fastloss.declared` and the handwritten ones): arrays, dtypes, shapes, then the CPU plan
+(:mod:`fastloss._elementwise`) or the device plan (:mod:`fastloss._cuda`).
+``gaussian_nll_loss`` keeps ``torch.nn.functional``'s name, argument order, defaults and
+semantics; ``rmse_loss`` is computed as Keras's ``RootMeanSquaredError`` computes it. The other
+regression losses (``mse_loss``, ``l1_loss``, ``huber_loss``, ``smooth_l1_loss``,
+``poisson_nll_loss``, ``log_cosh_loss``, ``msle_loss``, ``mape_loss``) are declared in
+:data:`fastloss.registry.LOSSES`.
 
 Every function takes keyword-only ``return_grad`` and ``out``: with ``return_grad=True`` it
 returns ``(loss, grad)``, the gradient of the returned loss with respect to ``input`` (of the
@@ -24,13 +28,11 @@ import numpy as np
 from fastloss import _elementwise
 from fastloss._intake import (
     check_cast,
-    check_nonnegative,
     check_option,
     check_reduction,
     compute_dtype,
     host_array,
     is_device_array,
-    legacy_reduction,
     split_out,
     warn_target_size,
 )
@@ -135,272 +137,6 @@ def _loss(
         grad_dtypes=grad_dtypes,
         denominator=denominator,
         return_hess=return_hess,
-    )
-
-
-def mse_loss(
-    input: ArrayLike,
-    target: ArrayLike,
-    size_average: bool | None = None,
-    reduce: bool | None = None,
-    reduction: str = "mean",
-    weight: ArrayLike | None = None,
-    *,
-    return_grad: bool = False,
-    return_hess: bool = False,
-    out: np.ndarray | None = None,
-):
-    r"""Mean squared error, as ``torch.nn.functional.mse_loss``.
-
-    .. math::
-        \ell_i = w_i (x_i - y_i)^2, \qquad
-        \frac{\partial \ell_i}{\partial x_i} = 2 w_i (x_i - y_i)
-
-    ``reduction="mean"`` divides the sum by the element count, or by :math:`\sum_i w_i` when
-    ``weight`` is given (torch's weighted mean); ``"sum"`` sums; ``"none"`` returns
-    :math:`\ell`. ``target`` broadcasts against ``input`` with torch's warning when the sizes
-    differ; ``weight`` must have the shape of ``input`` and broadcasts as ``input`` does, as in
-    torch: the weighted mean then divides by the sum of ``weight``'s own elements (an input of
-    shape ``(4,)`` against a target of shape ``(3, 4)`` counts each weight once, not 3 times).
-    The gradient has ``input``'s shape (summed over the broadcast axes). The second derivative
-    is :math:`2 w_i` (twice scikit-learn's ``HalfSquaredError``), times the reduction's scale.
-
-    Parameters
-    ----------
-    input, target : array_like
-        Predictions and targets; NumPy, DLPack (torch CPU tensors, no copy) or CuPy arrays.
-    size_average, reduce : bool, optional
-        torch's deprecated reduction flags; they override ``reduction`` when given.
-    reduction : {"mean", "sum", "none"}
-    weight : array_like, optional
-        Per-element weights, the shape of ``input`` (broadcast with it).
-    return_grad : bool
-        Also return the gradient with respect to ``input``.
-    return_hess : bool
-        Also return the second derivative with respect to ``input``, element by element
-        (implies ``return_grad``; see :doc:`losses`, "Second derivatives").
-    out : ndarray, optional
-        Receives the gradient (``input`` itself is allowed).
-
-    Returns
-    -------
-    loss : scalar or ndarray
-        A NumPy scalar of the compute dtype (a 0-d CuPy array on the GPU), or an array for
-        ``reduction="none"``.
-    grad : ndarray
-        With ``return_grad=True``.
-    hess : ndarray
-        With ``return_hess=True`` (then ``(loss, grad, hess)``): the second derivative of
-        the loss (of the sum of the losses for ``"none"``) with respect to the input, in its
-        shape and dtype.
-
-    Examples
-    --------
-    >>> import fastloss
-    >>> float(fastloss.mse_loss([1.0, 2.0, 3.0], [1.5, 2.0, 2.0]))
-    0.4166666666666667
-    """
-    reduction = legacy_reduction(size_average, reduce, reduction)
-    return _loss(
-        ("regression", "MSE"),
-        {"input": input, "target": target},
-        reduction=reduction,
-        weight=weight,
-        mean_by_weight=True,
-        warn_shape=True,
-        return_grad=return_grad,
-        return_hess=return_hess,
-        out=out,
-    )
-
-
-def l1_loss(
-    input: ArrayLike,
-    target: ArrayLike,
-    size_average: bool | None = None,
-    reduce: bool | None = None,
-    reduction: str = "mean",
-    weight: ArrayLike | None = None,
-    *,
-    return_grad: bool = False,
-    return_hess: bool = False,
-    out: np.ndarray | None = None,
-):
-    r"""Mean absolute error, as ``torch.nn.functional.l1_loss``.
-
-    .. math::
-        \ell_i = w_i |x_i - y_i|, \qquad
-        \frac{\partial \ell_i}{\partial x_i} = w_i \operatorname{sign}(x_i - y_i)
-
-    with torch's subgradient 0 where :math:`x_i = y_i`. The weighted mean divides by
-    :math:`\sum_i w_i`, as torch does. The second derivative is :math:`w_i` everywhere,
-    scikit-learn's ``AbsoluteError`` convention (the exact one is 0 almost everywhere).
-    Arguments and returns as :func:`mse_loss`.
-
-    Examples
-    --------
-    >>> import fastloss
-    >>> float(fastloss.l1_loss([1.0, 2.0, 3.0], [1.5, 2.0, 2.0]))
-    0.5
-    """
-    reduction = legacy_reduction(size_average, reduce, reduction)
-    return _loss(
-        ("regression", "L1"),
-        {"input": input, "target": target},
-        reduction=reduction,
-        weight=weight,
-        mean_by_weight=True,
-        warn_shape=True,
-        return_grad=return_grad,
-        return_hess=return_hess,
-        out=out,
-    )
-
-
-def huber_loss(
-    input: ArrayLike,
-    target: ArrayLike,
-    reduction: str = "mean",
-    delta: float = 1.0,
-    weight: ArrayLike | None = None,
-    *,
-    return_grad: bool = False,
-    return_hess: bool = False,
-    out: np.ndarray | None = None,
-):
-    r"""Huber loss, as ``torch.nn.functional.huber_loss``.
-
-    With :math:`d_i = x_i - y_i`:
-
-    .. math::
-        \ell_i = w_i \begin{cases} \tfrac12 d_i^2 & |d_i| < \delta \\
-                 \delta (|d_i| - \tfrac12 \delta) & \text{otherwise} \end{cases}, \qquad
-        \frac{\partial \ell_i}{\partial x_i} = w_i \operatorname{clamp}(d_i, -\delta, \delta)
-
-    ``delta`` must be > 0 (torch refuses other values). With ``weight``, the mean divides the
-    weighted sum by the element count of the broadcast shape (torch's weighted Huber mean,
-    unlike its weighted MSE). The second derivative is :math:`w_i` where
-    :math:`|d_i| \le \delta` and 0 outside (scikit-learn's ``HuberLoss``).
-    Arguments and returns as :func:`mse_loss`.
-
-    Examples
-    --------
-    >>> import fastloss
-    >>> float(fastloss.huber_loss([0.0, 3.0], [0.5, 0.0], delta=1.0))
-    1.3125
-    """
-    delta = check_nonnegative(delta, "delta", strict=True)
-    return _loss(
-        ("regression", "HUBER"),
-        {"input": input, "target": target},
-        reduction=reduction,
-        params=(delta,),
-        weight=weight,
-        warn_shape=True,
-        return_grad=return_grad,
-        return_hess=return_hess,
-        out=out,
-    )
-
-
-def smooth_l1_loss(
-    input: ArrayLike,
-    target: ArrayLike,
-    size_average: bool | None = None,
-    reduce: bool | None = None,
-    reduction: str = "mean",
-    beta: float = 1.0,
-    *,
-    return_grad: bool = False,
-    return_hess: bool = False,
-    out: np.ndarray | None = None,
-):
-    r"""Smooth L1 loss, as ``torch.nn.functional.smooth_l1_loss``.
-
-    With :math:`d_i = x_i - y_i`:
-
-    .. math::
-        \ell_i = \begin{cases} \tfrac12 d_i^2 / \beta & |d_i| < \beta \\
-                 |d_i| - \tfrac12 \beta & \text{otherwise} \end{cases}, \qquad
-        \frac{\partial \ell_i}{\partial x_i} = \operatorname{clamp}(d_i / \beta, -1, 1)
-
-    ``beta = 0`` is exactly :func:`l1_loss`, as in torch; a negative ``beta`` raises. The second
-    derivative is :math:`1/\beta` where :math:`|d_i| \le \beta`, 0 outside (Huber's convention;
-    1 everywhere for ``beta = 0``, as :func:`l1_loss`).
-    Arguments and returns as :func:`mse_loss`.
-
-    Examples
-    --------
-    >>> import fastloss
-    >>> float(fastloss.smooth_l1_loss([0.0, 3.0], [0.5, 0.0]))
-    1.3125
-    """
-    reduction = legacy_reduction(size_average, reduce, reduction)
-    beta = check_nonnegative(beta, "beta")
-    if beta == 0.0:
-        name, params = "L1", ()
-    else:
-        name, params = "SMOOTH_L1", (beta,)
-    return _loss(
-        ("regression", name),
-        {"input": input, "target": target},
-        reduction=reduction,
-        params=params,
-        warn_shape=True,
-        return_grad=return_grad,
-        return_hess=return_hess,
-        out=out,
-    )
-
-
-def poisson_nll_loss(
-    input: ArrayLike,
-    target: ArrayLike,
-    log_input: bool = True,
-    full: bool = False,
-    size_average: bool | None = None,
-    eps: float = 1e-8,
-    reduce: bool | None = None,
-    reduction: str = "mean",
-    *,
-    return_grad: bool = False,
-    return_hess: bool = False,
-    out: np.ndarray | None = None,
-):
-    r"""Poisson negative log likelihood, as ``torch.nn.functional.poisson_nll_loss``.
-
-    .. math::
-        \ell_i = \begin{cases} e^{x_i} - y_i x_i & \text{log\_input} \\
-                 x_i - y_i \log(x_i + \varepsilon) & \text{otherwise} \end{cases}
-                 \; [+\, y_i \log y_i - y_i + \tfrac12 \log(2 \pi y_i) \text{ if full and }
-                 y_i > 1]
-
-    .. math::
-        \frac{\partial \ell_i}{\partial x_i} = \begin{cases} e^{x_i} - y_i & \text{log\_input}
-        \\ 1 - y_i / (x_i + \varepsilon) & \text{otherwise} \end{cases}
-
-    The Stirling term of ``full`` does not depend on the input. The second derivative is
-    :math:`e^{x_i}` with ``log_input`` (scikit-learn's ``HalfPoissonLoss``), else
-    :math:`y_i / (x_i + \varepsilon)^2`. Arguments and returns as :func:`mse_loss`.
-
-    Examples
-    --------
-    >>> import fastloss
-    >>> round(float(fastloss.poisson_nll_loss([0.0, 1.0], [1.0, 2.0])), 6)
-    0.859141
-    """
-    reduction = legacy_reduction(size_average, reduce, reduction)
-    eps = check_option(eps, "eps")
-    flags = (check_option(log_input, "log_input", "bool"), check_option(full, "full", "bool"))
-    return _loss(
-        ("regression", "POISSON_NLL"),
-        {"input": input, "target": target},
-        reduction=reduction,
-        params=(eps,),
-        flags=flags,
-        return_grad=return_grad,
-        return_hess=return_hess,
-        out=out,
     )
 
 
@@ -595,9 +331,9 @@ def rmse_loss(
     return_hess = check_option(return_hess, "return_hess", "bool")
     return_grad = return_grad or return_hess
     if reduction == "none":
-        return l1_loss(
-            input, target, reduction="none", return_grad=return_grad, return_hess=return_hess,
-            out=out,
+        return _loss(
+            ("regression", "L1"), {"input": input, "target": target}, reduction="none",
+            warn_shape=True, return_grad=return_grad, return_hess=return_hess, out=out,
         )  # fmt: skip
     device = _device(input, target)
     if return_hess and device:
@@ -623,7 +359,10 @@ def rmse_loss(
                 np.copyto(out, grad, casting="same_kind")
                 grad = out
             return (root, grad, hess[0].astype(np.float16)) if return_hess else (root, grad)
-    result = mse_loss(input, target, reduction=reduction, return_grad=return_grad, out=out)
+    result = _loss(
+        ("regression", "MSE"), {"input": input, "target": target}, reduction=reduction,
+        warn_shape=True, return_grad=return_grad, out=out,
+    )  # fmt: skip
     if not return_grad:
         return _sqrt(result)
     squared, grad = result
