@@ -83,8 +83,6 @@ def run_plain(
     if type(first) is not np.ndarray:
         return None
     sink = _reduction.active() if reduction != "none" else None
-    if sink is not None and return_hess:
-        return None  # run() refuses it
     dtype = first.dtype
     if dtype not in _FAST_DTYPES or not first.flags.c_contiguous:
         return None
@@ -101,6 +99,9 @@ def run_plain(
     module = _module(kernel_spec, flags, False)
     scalar = dtype.type
     typed = tuple(scalar(p) for p in params) if params else ()
+    if sink is not None:
+        return _accumulate_plain(sink, kernel_spec, module, flat, typed, shape, reduction,
+                                 return_grad or return_hess, return_hess)  # fmt: skip
     if return_hess:
         grads = [np.empty(shape, dtype) for _ in kernel_spec.grads]
         hess = np.empty(shape, dtype)
@@ -115,9 +116,6 @@ def run_plain(
         scale = scalar(1.0 / n if n and mean else 1.0)
         total = _reduce(module, "reduce_value_grad_hess", n, (*flat, *typed, scale, *outputs))
         return scalar(divide(total, n) if mean else total), grad, hess
-    if sink is not None:
-        return _accumulate_plain(sink, kernel_spec, module, flat, typed, shape, reduction,
-                                 return_grad)  # fmt: skip
     if reduction == "none":
         loss = np.empty(shape, dtype)
         if not return_grad:
@@ -145,7 +143,7 @@ def run_plain(
 
 
 def _accumulate_plain(sink, kernel_spec, module, flat, typed: tuple, shape: tuple,
-                      reduction: str, return_grad: bool):  # fmt: skip
+                      reduction: str, return_grad: bool, return_hess: bool = False):  # fmt: skip
     """:func:`run_plain` while an Accumulator updates: the chunk's sum and count into the
     sink's quantity, as :func:`run` adds them."""
     dtype = flat[0].dtype
@@ -154,15 +152,18 @@ def _accumulate_plain(sink, kernel_spec, module, flat, typed: tuple, shape: tupl
     if return_grad:
         scale = sink.grad_scale(reduction, dtype)  # raises before anything changes
         grads = [np.empty(shape, dtype) for _ in kernel_spec.grads]
-        grad_args = (scale, *[g.reshape(-1) for g in grads])
+        hess = [np.empty(shape, dtype)] if return_hess else []
+        grad_args = (scale, *[g.reshape(-1) for g in grads + hess])
     quantity = sink.quantity("loss", reduction, kernel_spec.log_factor)
     kind = "reduce_value_grad" if return_grad else "reduce_value"
+    kind += "_hess" if return_hess else ""
     total = _reduction.accumulate(quantity.sum, module, kind, n, flat, typed, grad_args)
     quantity.count += n
     value = dtype.type(total)
     if not return_grad:
         return value
-    return value, (grads[0] if len(grads) == 1 else tuple(grads))
+    grad = grads[0] if len(grads) == 1 else tuple(grads)
+    return (value, grad, hess[0]) if return_hess else (value, grad)
 
 
 def _reduce(module, kind: str, n: int, args: tuple) -> float:
@@ -363,10 +364,6 @@ def run(
     """
     if return_hess:
         check_hess(kernel_spec)
-        if reduction != "none" and _reduction.active() is not None:
-            raise NotImplementedError(
-                "return_hess: an Accumulator's chunks do not give second derivatives yet"
-            )
         return_grad = True
     dtype = arrays[0].dtype
     shapes = [a.shape for a in arrays]

@@ -360,7 +360,7 @@ def accumulate(partial: Partial, module, kind: str, n: int, arrays: tuple, param
         head = min(n, partial.boundary - partial.end)
         v = np.empty(head, arrays[0].dtype)
         f = np.empty(head, arrays[0].dtype)
-        stage = module.stage_value_grad if grad_args else module.stage_value
+        stage = getattr(module, "stage" + kind[len("reduce") :])  # the kind's own elements
         scale, grads = grad_args[:1], grad_args[1:]
         if split is None:
             first, arrays = tuple(a[:head] for a in arrays), tuple(a[head:] for a in arrays)

@@ -15,14 +15,13 @@ from typing import Any
 import numpy as np
 
 from fastloss import _reduction
-from fastloss._intake import is_device_array
+from fastloss._intake import check_option, is_device_array
 
 REDUCING = ("mean", "sum", "batchmean")
 
 
 HESS_MESSAGE = (
-    "return_hess: an Accumulator does not give second derivatives yet; call the loss itself "
-    "with return_hess=True on the whole array"
+    "return_hess: asked of a chunk (update(..., return_hess=True)), not of the accumulator"
 )
 
 
@@ -156,7 +155,7 @@ class Accumulator:
         self.loss = loss
         info = self._info = losses[loss]
         if "return_hess" in options:
-            raise NotImplementedError(HESS_MESSAGE)
+            raise TypeError(HESS_MESSAGE)
         allowed, default_reduction = _options_of(info)
         unknown = [name for name in options if name not in allowed]
         if unknown:
@@ -287,11 +286,12 @@ class Accumulator:
         With ``return_grad=True`` returns the chunk's gradient (``out`` receives it), equal bit
         for bit to that chunk of the one-shot call's gradient; for a mean this needs ``total``
         from the constructor. On any error the accumulator is left as it was.
-        ``return_hess=True`` raises ``NotImplementedError``: chunks do not give second
-        derivatives yet (call the loss itself with ``return_hess=True``).
+        ``return_hess=True`` (which implies ``return_grad``) returns ``(grad, hess)``, the
+        chunk's gradient and second derivative, each equal bit for bit to that chunk of the
+        one-shot call's (under the same conditions as the gradient).
         """
-        if return_hess is not False:
-            raise NotImplementedError(HESS_MESSAGE)
+        return_hess = check_option(return_hess, "return_hess", "bool")
+        return_grad = check_option(return_grad, "return_grad", "bool") or return_hess
         info = self._info
         names = info.data
         if len(arrays) > len(names):
@@ -323,8 +323,9 @@ class Accumulator:
         else:
             taken = self._new_layout(data, names)
         # The sink journals what the call changes and undoes it if the call raises.
+        hess = {"return_hess": True} if return_hess else {}
         with self._sink:
-            result = info.function(**data, **self.options, return_grad=return_grad, out=out)
+            result = info.function(**data, **self.options, return_grad=return_grad, out=out, **hess)
         if taken is not None:
             known, layout = taken
             if self._dtype is None:  # the first chunk
@@ -333,7 +334,9 @@ class Accumulator:
                 self._dtype = loss.dtype if isinstance(loss, np.generic) else np.asarray(loss).dtype
             if known is not None:
                 self._known = known
-        return result[1] if return_grad else None
+        if return_hess:
+            return result[-2], result[-1]
+        return result[-1] if return_grad else None
 
     def merge(self, other: Accumulator) -> Accumulator:
         """Append ``other``, the accumulator of the chunks that follow (``other.start`` is

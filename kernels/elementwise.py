@@ -339,10 +339,11 @@ def _map_patterned_source(k: _Kernel, kind: str, parallel: bool) -> str:
 
 
 def _stage_source(spec: ElementwiseSpec, kind: str, weighted: bool, patterned: tuple = ()) -> str:
-    """``stage_value`` / ``stage_value_grad`` (serial): each element's ``v`` (and ``f``) as
-    the reduction adds them, for the elements of a run that precede its first segment."""
+    """``stage_value`` / ``stage_value_grad[_hess]`` (serial): each element's ``v`` (and
+    ``f``) as the reduction adds them, for the elements of a run that precede its first
+    segment."""
     k = _Kernel(spec, weighted, kind, patterned)
-    outputs = (["scale"] + k.grads if k.with_grad else []) + ["out_v", "out_f"]
+    outputs = (["scale"] + k.grads + k.hess if k.with_grad else []) + ["out_v", "out_f"]
     lines = [
         "@njit(parallel=False, **KERNEL_OPTIONS)",
         f"def {kind}({', '.join(k.arguments + k.params + outputs)}):",
@@ -506,7 +507,7 @@ def module_source(
     for kind in ("map_value", "map_value_grad", *(f"map_value_grad{h}" for h in hess)):
         for parallel in (False, True):
             parts.append(_map_source(spec, kind, parallel, weighted, patterned))
-    for kind in ("stage_value", "stage_value_grad"):
+    for kind in ("stage_value", "stage_value_grad", *(f"stage_value_grad{h}" for h in hess)):
         parts.append(_stage_source(spec, kind, weighted, patterned))
     return with_full_width("\n\n".join(parts))
 

@@ -329,3 +329,42 @@ def test_overlapping_updates_of_one_accumulator_are_refused(monkeypatch):
     acc = pickle.loads(pickle.dumps(acc))
     acc.update(x, t)
     assert _same(acc.compute(), np.float32(10.0))
+
+
+def _hess_cases():
+    for name, info in LOSSES.items():
+        if "return_hess" in inspect.signature(info.function).parameters and info.chunk_grad:
+            for reduction in ("sum", "mean"):
+                yield pytest.param(name, reduction, id=f"{name}-{reduction}")
+
+
+@pytest.mark.parametrize(("name", "reduction"), list(_hess_cases()))
+def test_chunk_second_derivatives_are_the_one_shot_ones(name, reduction):
+    """``update(..., return_hess=True)`` gives each chunk's gradient and second derivative, the
+    one-shot call's bits, and leaves the loss the one-shot loss."""
+    info = LOSSES[name]
+    inputs, cuts = _inputs(name, np.float64, seed=5)
+    options = {**info.job, "reduction": reduction}
+    first = inputs[info.data[0]]
+    units = first.size if len(cuts) == len(ELEMENT_CUTS) else first.shape[0]  # elements, rows
+    want, want_grad, want_hess = info.function(**inputs, **options, return_hess=True)
+    acc = fastloss.Accumulator(name, **options, total=units)
+    grads, hessians = [], []
+    for _, chunk in _chunks(inputs, cuts):
+        grad, hess = acc.update(**chunk, return_hess=True)
+        grads.append(grad)
+        hessians.append(hess)
+    if isinstance(want_grad, tuple):  # gaussian_nll_loss: the input's and the variance's
+        for j, want_part in enumerate(want_grad):
+            assert _same(np.concatenate([g[j] for g in grads]), want_part), f"grad {j}"
+    else:
+        assert _same(np.concatenate(grads), want_grad), "grad"
+    assert _same(np.concatenate(hessians), want_hess), "hess"
+    assert _same(acc.compute(), want)
+
+
+def test_return_hess_belongs_to_update():
+    with pytest.raises(TypeError, match="update"):
+        fastloss.Accumulator("mse_loss", return_hess=True)
+    with pytest.raises((TypeError, ValueError), match="return_hess"):
+        fastloss.Accumulator("mse_loss").update(np.ones(3), np.zeros(3), return_hess="yes")
