@@ -18,9 +18,17 @@ INT64_MAX = 2**63 - 1
 
 
 def check_reduction(reduction: object, allowed: tuple[str, ...] = REDUCTIONS) -> str:
-    """Return ``reduction`` if it is one of ``allowed``, else raise ``ValueError``."""
+    """Return ``reduction`` if it is one of ``allowed``, else raise ``ValueError``; torch's
+    deprecated ``"elementwise_mean"`` is ``"mean"``, with torch's warning."""
     if isinstance(reduction, str) and reduction in allowed:
         return reduction
+    if reduction == "elementwise_mean" and "mean" in allowed:
+        warnings.warn(
+            "reduction='elementwise_mean' is deprecated. Please use reduction='mean' instead.",
+            UserWarning,
+            stacklevel=caller_stacklevel(),
+        )
+        return "mean"
     expected = ", ".join(repr(r) for r in allowed)
     raise ValueError(f"reduction: expected one of {expected}, got {reduction!r}")
 

@@ -256,25 +256,31 @@ def docstring(name: str, reference: str, declaration: Elementwise) -> str:
         "input, target : array_like",
         "    Inputs and targets; NumPy, DLPack (torch CPU tensors, no copy) or CuPy arrays.",
     ]
-    for option in declaration.options:
-        lines += [f"{option.name} : {option.annotation}", f"    {option.doc}"]
+    entries = {o.name: [f"{o.name} : {o.annotation}", f"    {o.doc}"] for o in declaration.options}
     if declaration.legacy:
-        lines += [
+        entries["size_average"] = [
             "size_average, reduce : bool, optional",
             "    torch's deprecated reduction flags; they override ``reduction`` when given.",
         ]
-    mean = "their count"
+        entries["reduce"] = []
+    mean = "their weights' sum" if declaration.weight == "sum" else "their count"
+    entries["reduction"] = [
+        'reduction : {"mean", "sum", "none"}',
+        f'    ``"mean"`` divides the sum of the element losses by {mean}, ``"sum"`` sums',
+        '    them, ``"none"`` returns them.',
+    ]
     if declaration.weight is not None:
-        lines += [
+        entries["weight"] = [
             "weight : array_like, optional",
             "    Per-element weights, the shape of ``input`` (broadcast as ``input`` is); they",
             "    multiply the element losses.",
         ]
-        mean = "their weights' sum" if declaration.weight == "sum" else mean
+    order = declaration.order or tuple(entries)
+    if declaration.keyword_reduction:
+        order = (*(name for name in order if name != "reduction"), "reduction")
+    for name in order:
+        lines += entries[name]
     lines += [
-        'reduction : {"mean", "sum", "none"}',
-        f'    ``"mean"`` divides the sum of the element losses by {mean}, ``"sum"`` sums',
-        '    them, ``"none"`` returns them.',
         "return_grad : bool",
         "    Also return the gradient with respect to ``input``.",
         "return_hess : bool",

@@ -503,7 +503,12 @@ LOSSES: dict[str, LossInfo] = {
                         kind="bool",
                     ),
                     Option("full", False, "Add Stirling's term where the target > 1.", kind="bool"),
-                    Option("eps", 1e-8, r"The :math:`\varepsilon` of the rate form."),
+                    Option(
+                        "eps",
+                        1e-8,
+                        r"The :math:`\varepsilon` of the rate form.",
+                        limits={"finite": False},
+                    ),
                 ),  # fmt: skip
                 title="Poisson negative log likelihood",
                 formula=r"""

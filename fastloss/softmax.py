@@ -446,7 +446,7 @@ def cross_entropy(
     z_loss_scale : float
         Beyond torch: adds :math:`k\,\mathrm{lse}^2` per row not ignored (the auxiliary
         "z-loss"), reduced like the unweighted loss; its gradient :math:`2 k\,\mathrm{lse}\,p_c`
-        is included. Class-index targets only.
+        is included; with class indices or class probabilities.
     return_z_loss : bool
         Also return the z-loss (already included in the loss).
     return_grad : bool

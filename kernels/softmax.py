@@ -260,17 +260,6 @@ def _index_hess_coefficients(m, s, t, x, scale, z_grad_scale, softcap, z_scale, 
 
 
 @njit(**POINT_OPTIONS)
-def index_row_hess(m, s, t, x, w, scale, z_grad_scale, ignore_index, weight_sum, smoothing,
-                   softcap, z_scale, alpha, gamma, weighted, use_cap, zloss, focal):  # fmt: skip
-    loss, z, coef = _index_row(m, s, 0.0, t, x, w, scale, z_grad_scale, ignore_index,
-                               weight_sum, smoothing, softcap, z_scale, alpha, gamma, weighted,
-                               use_cap, zloss, focal)  # fmt: skip
-    inv_s, zq, bq = _index_hess_coefficients(m, s, t, x, scale, z_grad_scale, softcap, z_scale,
-                                             alpha, gamma, use_cap, zloss, focal)  # fmt: skip
-    return loss, z, (coef[0], coef[1], coef[2], inv_s, zq, bq)
-
-
-@njit(**POINT_OPTIONS)
 def index_row_smoothed_hess(m, shifted, s, t, x, w, scale, z_grad_scale, ignore_index,
                             weight_sum, smoothing, softcap, z_scale, alpha, gamma, weighted,
                             use_cap, zloss, focal):  # fmt: skip
@@ -280,6 +269,11 @@ def index_row_smoothed_hess(m, shifted, s, t, x, w, scale, z_grad_scale, ignore_
     inv_s, zq, bq = _index_hess_coefficients(m, s, t, x, scale, z_grad_scale, softcap, z_scale,
                                              alpha, gamma, use_cap, zloss, focal)  # fmt: skip
     return loss, z, (coef[0], coef[1], coef[2], inv_s, zq, bq)
+
+
+@njit(**POINT_OPTIONS)
+def index_row_hess(m, s, t, x, w, scale, z_grad_scale, *params):
+    return index_row_smoothed_hess(m, 0.0, s, t, x, w, scale, z_grad_scale, *params)
 
 
 @njit(**POINT_OPTIONS)
@@ -689,6 +683,9 @@ def sparse_row(total, t, x, scale, low, high, ignore_class):
     tq = dq * q_raw
     rest = (const(x_t, 0.0) - tq) / sum_
     at_target = (dq - tq) / sum_
+    if abs(sum_) == const(x_t, math.inf):  # Keras's gradient through o / sum(o) is NaN there
+        rest = const(x_t, math.nan)
+        at_target = rest
     return np.float64(-log(q)), (scale * np.float64(rest), scale * np.float64(at_target))
 
 
@@ -710,19 +707,26 @@ KERAS_SPARSE = RowSpec(
 
 @njit(**POINT_OPTIONS)
 def sparse_row_hess(total, t, x, scale, low, high, ignore_class):
+    """:func:`sparse_row` and the two values of the diagonal, in the input's precision as the
+    gradient's (the same clip decision)."""
     loss, (rest, at_target) = sparse_row(total, t, x, scale, low, high, ignore_class)
-    x_t = np.float64(x[t])
-    q_raw = x_t / total
-    q = min(max(q_raw, low), high)
-    inside = low <= q_raw <= high
-    dq = -1.0 / q if inside else 0.0
-    h = 1.0 / (q * q) if inside else 0.0
+    x_t = x[t]
+    sum_ = const(x_t, total)
+    q_raw = x_t / sum_
+    q = _clip(q_raw, low, high)
+    inside = (q_raw >= const(x_t, low)) & (q_raw <= const(x_t, high))
+    one, two, zero = const(x_t, 1.0), const(x_t, 2.0), const(x_t, 0.0)
+    dq = -one / q if inside else zero
+    h = one / (q * q) if inside else zero
     tq = dq * q_raw
     s2 = h * q_raw * q_raw
-    t2 = total * total
-    h_rest = scale * (2.0 * tq + s2) / t2
-    h_target = scale * (h * (1.0 - 2.0 * q_raw) - 2.0 * (dq - tq) + s2) / t2
-    return loss, (rest, at_target, h_rest, h_target)
+    t2 = sum_ * sum_
+    h_rest = (two * tq + s2) / t2
+    h_target = (h * (one - two * q_raw) - two * (dq - tq) + s2) / t2
+    if abs(sum_) == const(x_t, math.inf):
+        h_rest = const(x_t, math.nan)
+        h_target = h_rest
+    return loss, (rest, at_target, scale * np.float64(h_rest), scale * np.float64(h_target))
 
 
 @njit(**POINT_OPTIONS)

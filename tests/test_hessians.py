@@ -632,14 +632,17 @@ def test_kl_div_is_linear():
 # --- errors ----------------------------------------------------------------------------------
 
 
-def test_accumulator_refuses_return_hess():
-    with pytest.raises(NotImplementedError, match="return_hess"):
+def test_accumulator_chunk_hess_needs_the_scale_as_the_gradient_does():
+    with pytest.raises(TypeError, match="return_hess"):
         fastloss.Accumulator("mse_loss", return_hess=True)
     acc = fastloss.Accumulator("mse_loss")
-    with pytest.raises(NotImplementedError, match="return_hess"):
+    with pytest.raises(ValueError, match="total="):
         acc.update(np.ones(3), np.zeros(3), return_hess=True)
     acc.update(np.ones(3), np.zeros(3))
     assert acc.compute() == 1.0
+    acc = fastloss.Accumulator("mse_loss", reduction="sum")
+    grad, hess = acc.update(np.ones(3), np.zeros(3), return_hess=True)
+    assert grad.tolist() == [2.0] * 3 and hess.tolist() == [2.0] * 3
 
 
 def test_return_hess_must_be_a_bool():

@@ -130,3 +130,30 @@ def test_a_declared_function_is_a_real_function(_no_leftover):
     with pytest.raises(ValueError, match="reserved"):
         build("bad", "a test", Elementwise(("regression", "MSE"), "t", "f", "n", ("1", "1"),
                                            options=(Option("out", 1.0, "o"),)))  # fmt: skip
+
+
+@pytest.mark.parametrize("name", [n for n, info in LOSSES.items() if info.declaration is not None])
+def test_a_declared_docstring_lists_the_parameters_in_signature_order(name):
+    function = LOSSES[name].function
+    doc = function.__doc__.split("Parameters\n----------\n")[1].split("Returns\n")[0]
+    listed = [line.split(" : ")[0].split(",")[0] for line in doc.splitlines() if " : " in line]
+    names = [p for p in inspect.signature(function).parameters if p not in ("target", "reduce")]
+    assert listed == names, name
+
+
+def test_torch_deprecated_elementwise_mean_is_mean():
+    x, t = np.array([0.0, 3.0]), np.array([0.5, 0.0])
+    with pytest.warns(UserWarning, match="elementwise_mean") as record:
+        got = fastloss.mse_loss(x, t, reduction="elementwise_mean")
+    assert record[0].filename == __file__
+    assert got == fastloss.mse_loss(x, t)
+
+
+def test_poisson_eps_may_be_infinite_as_in_torch():
+    x, t = np.array([0.5, 2.0]), np.array([1.0, 3.0])
+    for log_input in (True, False):
+        got = fastloss.poisson_nll_loss(x, t, log_input=log_input, eps=np.inf)
+        want = torch().nn.functional.poisson_nll_loss(
+            torch().tensor(x), torch().tensor(t), log_input=log_input, eps=float("inf")
+        )
+        assert got == want.item()

@@ -312,3 +312,37 @@ def test_return_hess_is_checked():
     x, t, _ = _logits()
     with pytest.raises((TypeError, ValueError), match="return_hess"):
         fastloss.cross_entropy(x, t, return_hess="yes")
+
+
+def test_sparse_keras_at_the_upper_clip_bound_float32():
+    """A float32 target probability of exactly 1 - 1e-7 lies inside the clip: the sparse
+    diagonal is the one-hot dense one (it was a row of zeros), as Keras's autograd gives."""
+    x = np.array([[1e-7, 0.9999999, 0.0], [0.2, 0.5, 0.3]], np.float32)
+    labels = np.array([1, 0])
+    _, grad, hess = fastloss.sparse_categorical_crossentropy(
+        x, labels, reduction="sum", return_hess=True
+    )
+    _, dense_grad, dense_hess = fastloss.categorical_crossentropy(
+        x, np.eye(3, dtype=np.float32)[labels], reduction="sum", return_hess=True
+    )
+    np.testing.assert_allclose(grad, dense_grad, rtol=1e-6)
+    np.testing.assert_allclose(hess, dense_hess, rtol=1e-6)
+    want = _keras_diagonal("sparse_categorical_crossentropy", x, labels)  # in float32 too
+    np.testing.assert_allclose(hess, want, rtol=1e-6, atol=1e-6)  # an ulp of 1 where it cancels
+
+
+def test_sparse_keras_infinite_prediction_is_nan_as_keras():
+    import torch
+    from conftest import keras
+
+    x = np.array([[0.2, np.inf, 0.3, 0.5], [0.2, 0.3, 0.1, 0.4]])
+    labels = np.array([0, 1])
+    loss, grad, hess = fastloss.sparse_categorical_crossentropy(
+        x, labels, reduction="none", return_hess=True
+    )
+    xt = torch.tensor(x, requires_grad=True)
+    want = keras().losses.sparse_categorical_crossentropy(torch.tensor(labels), xt)
+    want.sum().backward()
+    np.testing.assert_allclose(loss, want.detach().numpy(), rtol=1e-12)
+    assert np.isnan(xt.grad[0]).all() and np.isnan(grad[0]).all() and np.isnan(hess[0]).all()
+    np.testing.assert_allclose(grad[1], xt.grad[1].numpy(), rtol=1e-12)
