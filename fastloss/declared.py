@@ -142,6 +142,8 @@ class Elementwise:
 
     def resolve(self, values: tuple) -> tuple[tuple[float, ...], tuple[bool, ...]]:
         """The options' values checked and split into the kernel's ``(params, flags)``."""
+        if not self.options:
+            return self.constants, ()  # a call without options pays no loop
         params, flags = [], []
         for option, value in zip(self.options, values, strict=True):
             if option.kind == "bool":
