@@ -49,10 +49,7 @@ def _module(kernel_spec, flags: tuple[bool, ...], weighted: bool, patterned: tup
     key = (kernel_spec, flags, weighted, patterned)
     module = _modules.get(key)
     if module is None:
-        module = _factory().kernels(
-            kernel_spec, flags, weighted, *((patterned,) if patterned else ())
-        )
-        _modules[key] = module
+        module = _modules[key] = _factory().kernels(kernel_spec, flags, weighted, patterned)
     return module
 
 

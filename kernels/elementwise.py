@@ -274,40 +274,10 @@ def _map_source(
     spec: ElementwiseSpec, kind: str, parallel: bool, weighted: bool, patterned: tuple = ()
 ) -> str:
     """``map_value`` / ``map_value_grad[_hess]``: the element losses (and the scaled gradient
-    and second derivative)."""
+    and second derivative). With broadcast operands each block goes in parts of ``GATHER``
+    elements, the broadcast operands gathered into a buffer per part; the element loop is the
+    same."""
     k = _Kernel(spec, weighted, kind, patterned)
-    if k.patterned:
-        return _map_patterned_source(k, kind, parallel)
-    outputs = ["loss"] + (["scale"] + k.grads + k.hess if k.with_grad else [])
-    name = f"{kind}_{'parallel' if parallel else 'serial'}"
-    sliced = k.arrays + ["loss"] + k.grads + k.hess
-    lines = [
-        f"@njit(parallel={parallel}, **KERNEL_OPTIONS)",
-        f"def {name}({', '.join(k.arrays + k.params + outputs)}):",
-        "    n = a0.size",
-        "    nblocks = (n + BLOCK - 1) // BLOCK",
-        f"    for b in {'prange' if parallel else 'range'}(nblocks):",
-        "        lo = b * BLOCK",
-        "        hi = min(lo + BLOCK, n)",
-    ]
-    # Slices, not a signed range(lo, hi) index: no wraparound code in the inner loop.
-    lines += [f"        s_{a} = {a}[lo:hi]" for a in sliced]
-    lines.append("        for i in range(hi - lo):")
-    body = point_statements(spec, [f"s_{a}[i]" for a in k.inputs] + k.params + k.flags,
-                            k.with_grad, "s_w[i]" if weighted else None,
-                            with_hess=k.with_hess)  # fmt: skip
-    body += [f"s_{g}[i] = d{j} * scale" for j, g in enumerate(k.grads)]
-    body += [f"s_{h}[i] = h * scale" for h in k.hess]
-    body.append("s_loss[i] = v")
-    lines += _indent(body, 3)
-    return "\n".join(lines) + "\n"
-
-
-def _map_patterned_source(k: _Kernel, kind: str, parallel: bool) -> str:
-    """:func:`_map_source` with broadcast operands: each block in parts of ``GATHER``
-    elements, the broadcast operands gathered into a buffer per part (the element loop is
-    the unpatterned one)."""
-    spec = k.spec
     outputs = ["loss"] + (["scale"] + k.grads + k.hess if k.with_grad else [])
     name = f"{kind}_{'parallel' if parallel else 'serial'}"
     sliced = k.plain + ["loss"] + k.grads + k.hess
@@ -320,6 +290,18 @@ def _map_patterned_source(k: _Kernel, kind: str, parallel: bool) -> str:
         "        lo = b * BLOCK",
         "        hi = min(lo + BLOCK, n)",
     ]
+    body = point_statements(spec, [f"s_{a}[i]" for a in k.inputs] + k.params + k.flags,
+                            k.with_grad, "s_w[i]" if weighted else None,
+                            with_hess=k.with_hess)  # fmt: skip
+    body += [f"s_{g}[i] = d{j} * scale" for j, g in enumerate(k.grads)]
+    body += [f"s_{h}[i] = h * scale" for h in k.hess]
+    body.append("s_loss[i] = v")
+    if not k.patterned:
+        # Slices, not a signed range(lo, hi) index: no wraparound code in the inner loop.
+        lines += [f"        s_{a} = {a}[lo:hi]" for a in sliced]
+        lines.append("        for i in range(hi - lo):")
+        lines += _indent(body, 3)
+        return "\n".join(lines) + "\n"
     lines += [f"        b_{a} = np.empty(min(hi - lo, GATHER), {a}.dtype)" for a in k.patterned]
     lines += [
         "        for c in range(lo, hi, GATHER):",
@@ -328,12 +310,6 @@ def _map_patterned_source(k: _Kernel, kind: str, parallel: bool) -> str:
     lines += [f"            s_{a} = {a}[c:e]" for a in sliced]
     lines += _indent(k.gathers("c", "e"), 3)
     lines.append("            for i in range(e - c):")
-    body = point_statements(spec, [f"s_{a}[i]" for a in k.inputs] + k.params + k.flags,
-                            k.with_grad, "s_w[i]" if k.weighted else None,
-                            with_hess=k.with_hess)  # fmt: skip
-    body += [f"s_{g}[i] = d{j} * scale" for j, g in enumerate(k.grads)]
-    body += [f"s_{h}[i] = h * scale" for h in k.hess]
-    body.append("s_loss[i] = v")
     lines += _indent(body, 4)
     return "\n".join(lines) + "\n"
 
@@ -618,5 +594,4 @@ def kernels(
         source = module_source(spec, flags, weighted, patterned)
         return load_module(module_stem(spec, flags, weighted, patterned), source)
 
-    key = ("cpu", spec, flags, weighted) + ((patterned,) if patterned else ())
-    return memoised(key, build)
+    return memoised(("cpu", spec, flags, weighted, patterned), build)

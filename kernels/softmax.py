@@ -433,13 +433,20 @@ def _clip(q, low, high):
 
 
 @njit(**POINT_OPTIONS)
+def _clipped(o, total, low, high):
+    """A class's renormalised probability ``o / total`` before and after the clip, and whether
+    it lies inside the clip."""
+    q_raw = o / const(o, total)
+    q = _clip(q_raw, low, high)
+    return q_raw, q, (q_raw >= const(o, low)) & (q_raw <= const(o, high))
+
+
+@njit(**POINT_OPTIONS)
 def _keras_terms(o, y, total, keep, spread, alpha, gamma, low, high, focal):
     """A class's loss ``-y'_c log q_c`` (focal: times ``alpha (1 - q_c)^gamma``), its derivative
     with respect to the clipped probability (0 outside the clip) and the renormalised
     probability before the clip."""
-    q_raw = o / const(o, total)
-    q = _clip(q_raw, low, high)
-    inside = (q_raw >= const(o, low)) & (q_raw <= const(o, high))
+    q_raw, q, inside = _clipped(o, total, low, high)
     v = const(o, keep) * y + const(o, spread)
     lq = log(q)
     if focal:
@@ -493,9 +500,7 @@ KERAS_PROBS = RowSpec(
 def _keras_curvature(o, y, total, keep, spread, alpha, gamma, low, high, focal):
     """``H_c``: the second derivative of a class's loss by its clipped probability (0 outside
     the clip)."""
-    q_raw = o / const(o, total)
-    q = _clip(q_raw, low, high)
-    inside = (q_raw >= const(o, low)) & (q_raw <= const(o, high))
+    _, q, inside = _clipped(o, total, low, high)
     v = const(o, keep) * y + const(o, spread)
     one = const(o, 1.0)
     if focal:
@@ -673,18 +678,24 @@ def sparse_total(x, c, t, low, high, ignore_class):
 
 
 @njit(**POINT_OPTIONS)
-def sparse_row(total, t, x, scale, low, high, ignore_class):
+def _sparse_target(total, t, x, low, high):
+    """The target's renormalised probability before and after the clip, whether it lies inside
+    the clip, the derivative ``dq`` of ``-log q`` by the clipped probability (0 outside) and
+    ``tq = dq q~``, in the input's precision; the row's sum in it."""
     x_t = x[t]
     sum_ = const(x_t, total)
-    q_raw = x_t / sum_
-    q = _clip(q_raw, low, high)
-    inside = (q_raw >= const(x_t, low)) & (q_raw <= const(x_t, high))
+    q_raw, q, inside = _clipped(x_t, total, low, high)
     dq = -const(x_t, 1.0) / q if inside else const(x_t, 0.0)
-    tq = dq * q_raw
-    rest = (const(x_t, 0.0) - tq) / sum_
+    return sum_, q_raw, q, inside, dq, dq * q_raw
+
+
+@njit(**POINT_OPTIONS)
+def sparse_row(total, t, x, scale, low, high, ignore_class):
+    sum_, _, q, _, dq, tq = _sparse_target(total, t, x, low, high)
+    rest = (const(sum_, 0.0) - tq) / sum_
     at_target = (dq - tq) / sum_
-    if abs(sum_) == const(x_t, math.inf):  # Keras's gradient through o / sum(o) is NaN there
-        rest = const(x_t, math.nan)
+    if abs(sum_) == const(sum_, math.inf):  # Keras's gradient through o / sum(o) is NaN there
+        rest = const(sum_, math.nan)
         at_target = rest
     return np.float64(-log(q)), (scale * np.float64(rest), scale * np.float64(at_target))
 
@@ -710,21 +721,15 @@ def sparse_row_hess(total, t, x, scale, low, high, ignore_class):
     """:func:`sparse_row` and the two values of the diagonal, in the input's precision as the
     gradient's (the same clip decision)."""
     loss, (rest, at_target) = sparse_row(total, t, x, scale, low, high, ignore_class)
-    x_t = x[t]
-    sum_ = const(x_t, total)
-    q_raw = x_t / sum_
-    q = _clip(q_raw, low, high)
-    inside = (q_raw >= const(x_t, low)) & (q_raw <= const(x_t, high))
-    one, two, zero = const(x_t, 1.0), const(x_t, 2.0), const(x_t, 0.0)
-    dq = -one / q if inside else zero
+    sum_, q_raw, q, inside, dq, tq = _sparse_target(total, t, x, low, high)
+    one, two, zero = const(sum_, 1.0), const(sum_, 2.0), const(sum_, 0.0)
     h = one / (q * q) if inside else zero
-    tq = dq * q_raw
     s2 = h * q_raw * q_raw
     t2 = sum_ * sum_
     h_rest = (two * tq + s2) / t2
     h_target = (h * (one - two * q_raw) - two * (dq - tq) + s2) / t2
-    if abs(sum_) == const(x_t, math.inf):
-        h_rest = const(x_t, math.nan)
+    if abs(sum_) == const(sum_, math.inf):
+        h_rest = const(sum_, math.nan)
         h_target = h_rest
     return loss, (rest, at_target, scale * np.float64(h_rest), scale * np.float64(h_target))
 

@@ -23,6 +23,14 @@ def _logits(dtype=np.float64, seed=0):
     return x.astype(dtype), rng.integers(0, CLASSES, ROWS), rng.uniform(0.2, 2.0, CLASSES)
 
 
+def _options(case: dict, weight: np.ndarray) -> dict:
+    """A case's keyword arguments, ``"weighted": True`` standing for the class weights."""
+    options = dict(case)
+    if options.pop("weighted", False):
+        options["weight"] = weight
+    return options
+
+
 def _diagonal_by_differences(call, x, eps=1e-6):
     diag = np.zeros_like(x)
     for c in range(x.shape[-1]):
@@ -64,9 +72,7 @@ CASES = {
 @pytest.mark.parametrize("name", list(CASES))
 def test_index_targets_against_differences(name):
     x, t, w = _logits(seed=3)
-    options = dict(CASES[name])
-    if options.pop("weighted", False):
-        options["weight"] = w
+    options = _options(CASES[name], w)
 
     def call(z):
         return fastloss.cross_entropy(z, t, return_grad=True, **options)
@@ -204,9 +210,7 @@ def test_softcap_and_z_loss_against_torch_autograd(name):
     import torch
 
     x, t, w = _logits(seed=17)
-    options = dict(SOFTCAP_ZLOSS[name])
-    if options.pop("weighted", False):
-        options["weight"] = w
+    options = _options(SOFTCAP_ZLOSS[name], w)
     _, _, hess = fastloss.cross_entropy(x, t, return_hess=True, **options)
     reduction = options.get("reduction", "mean")
     cap, z_scale = options.get("softcap"), options.get("z_loss_scale", 0.0)
